@@ -1,0 +1,58 @@
+"""robustq: quantization robustness of edge classifiers.
+
+The public API is re-exported here lazily (PEP 562), so ``import robustq``
+does not import TensorFlow until a function that needs it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from robustq.errors import ConfigError, InputError, RobustqError
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # data
+    "Scene": "robustq.data",
+    "Splits": "robustq.data",
+    "load_cube_scene": "robustq.data",
+    "load_sample_scene": "robustq.data",
+    "synthetic_scene": "robustq.data",
+    "synthetic_cube": "robustq.data",
+    "make_splits": "robustq.data",
+    # models
+    "model_2d": "robustq.models",
+    "train": "robustq.models",
+    "TrainConfig": "robustq.models",
+    "TrainResult": "robustq.models",
+    "load_model": "robustq.models",
+    # conversion
+    "SCHEMES": "robustq.convert",
+    "Variant": "robustq.convert",
+    "QATConfig": "robustq.convert",
+    "convert": "robustq.convert",
+    "to_tflite": "robustq.convert",
+    "read_manifest": "robustq.convert",
+    # runtime and evaluation
+    "predict": "robustq.runtime",
+    "Prediction": "robustq.runtime",
+    "score": "robustq.metrics",
+    "Scores": "robustq.metrics",
+    "evaluate_bytes": "robustq.evaluate",
+    "write_evaluation": "robustq.evaluate",
+    "Evaluation": "robustq.evaluate",
+    # the whole pipeline
+    "run_demo": "robustq.pipeline",
+    "DemoConfig": "robustq.pipeline",
+}
+
+__all__ = ["ConfigError", "InputError", "RobustqError", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robustq' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

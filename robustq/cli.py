@@ -1,0 +1,257 @@
+"""The ``robustq`` command line: thin typer commands over the Python API.
+
+Each command parses options, calls the API, prints a short result. A
+:class:`~robustq.errors.RobustqError` becomes one line on stderr and exit
+status 2; TensorFlow is imported only by the commands that need it, so
+``robustq --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from robustq.errors import ConfigError, InputError, RobustqError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Quantization robustness of edge classifiers: prepare, train, convert, evaluate.",
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Turn RobustqError (and unreadable files) into one stderr line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RobustqError as exc:
+            typer.echo(f"robustq: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def guard_outputs(outputs: list[Path], inputs: list[Path | None]) -> None:
+    """Refuse to write any output onto one of the user's input files."""
+    resolved = {Path(p).resolve() for p in inputs if p is not None}
+    for out in outputs:
+        if Path(out).resolve() in resolved:
+            raise InputError(f"output {out} would overwrite an input file; choose another path")
+
+
+def parse_train_size(text: str) -> int | float | list[int]:
+    """Parse ``--train-size``: ``250`` (per class), ``0.1`` (fraction) or ``10,20,30`` (list)."""
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",") if part.strip()]
+        if "." in text:
+            return float(text)
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"--train-size {text!r}: expected an int, a fraction or a comma-separated list"
+        ) from None
+
+
+@app.command()
+@user_errors
+def prepare(
+    data: Annotated[
+        Path | None, typer.Argument(help="Cube (H x W x B) or sample table (N x B) file.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output splits file (.npz).")] = Path("splits.npz"),
+    gt: Annotated[
+        Path | None, typer.Option(help="Ground-truth map H x W (0 = background).")
+    ] = None,
+    labels: Annotated[Path | None, typer.Option(help="Label vector N for a sample table.")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Use the embedded synthetic scene.")] = False,
+    data_key: Annotated[str | None, typer.Option(help="Variable name in .npz/.mat.")] = None,
+    gt_key: Annotated[str | None, typer.Option(help="Ground-truth / labels variable.")] = None,
+    band_axis: Annotated[int, typer.Option(help="Cube axis holding the bands.")] = -1,
+    train_size: Annotated[
+        str, typer.Option(help="Per class: count (250), fraction (0.1) or list (10,20,...).")
+    ] = "250",
+    val_size: Annotated[float, typer.Option(help="Per-class fraction of training picks.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Random seed of the split.")] = 0,
+) -> None:
+    """Load a scene and write seeded, scaled train/val/test splits."""
+    from robustq import data as rq_data
+
+    if synthetic:
+        scene = rq_data.synthetic_scene(seed=seed)
+    elif data is None:
+        raise ConfigError("give a DATA file (with --gt or --labels) or --synthetic")
+    elif gt is not None:
+        scene = rq_data.load_cube_scene(
+            data, gt, cube_key=data_key, gt_key=gt_key, band_axis=band_axis
+        )
+    elif labels is not None:
+        scene = rq_data.load_sample_scene(data, labels, samples_key=data_key, labels_key=gt_key)
+    else:
+        raise ConfigError("a DATA file needs --gt (cube) or --labels (sample table)")
+    guard_outputs([out], [data, gt, labels])
+    splits = rq_data.make_splits(scene, parse_train_size(train_size), val_size, seed)
+    splits.save(out)
+    sizes = f"{len(splits.y_train)} train, {len(splits.y_val)} val, {len(splits.y_test)} test"
+    typer.echo(f"{out}: {sizes}; {splits.n_bands} bands, {splits.n_classes} classes")
+
+
+@app.command()
+@user_errors
+def train(
+    splits: Annotated[Path, typer.Argument(help="Splits file written by `robustq prepare`.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("run"),
+    model: Annotated[
+        Path | None, typer.Option(help="Train this Keras model file instead of model_2d.")
+    ] = None,
+    epochs: int = 200,
+    batch_size: int = 128,
+    lr: float = 0.001,
+    patience: int = 15,
+    kernel_size: int = 5,
+    filters: int = 200,
+    seed: int = 0,
+) -> None:
+    """Train model_2d (or a given Keras model) with early stopping; write it and its history."""
+    from robustq.data import Splits
+    from robustq.models import TrainConfig, load_model
+    from robustq.models import train as train_model
+
+    data = Splits.load(splits)
+    config = TrainConfig(lr, batch_size, epochs, patience, seed, kernel_size, filters)
+    user_model = load_model(model) if model is not None else None
+    result = train_model(data, out, config, model=user_model)
+    last = result.history.iloc[result.best_epoch - 1]
+    typer.echo(
+        f"{result.model_path}: {len(result.history)} epochs, best epoch {result.best_epoch} "
+        f"(val_loss {last['val_loss']:.4f}, val_accuracy {last['val_accuracy']:.4f})"
+    )
+
+
+@app.command()
+@user_errors
+def convert(
+    model: Annotated[Path, typer.Argument(help="Keras model file (.keras, .h5 or folder).")],
+    data: Annotated[Path, typer.Option(help="Splits file (calibration and QAT data).")],
+    out: Annotated[Path, typer.Option(help="Output folder for variants.")] = Path("variants"),
+    schemes: Annotated[str, typer.Option(help="Comma-separated schemes, or 'all'.")] = "all",
+    calibration_size: int = 512,
+    qat_epochs: int = 3,
+    seed: int = 0,
+) -> None:
+    """Convert a Keras model into TFLite variants with a manifest."""
+    import numpy as np
+
+    from robustq.convert import QATConfig
+    from robustq.convert import convert as convert_model
+    from robustq.data import Splits
+    from robustq.models import input_shape, load_model
+
+    splits = Splits.load(data)
+    keras_model = load_model(model)
+    shape = input_shape(keras_model)
+    if int(np.prod(shape)) != splits.n_bands:
+        raise InputError(f"model input {shape} does not match the data's {splits.n_bands} bands")
+    x_train = splits.x_train.reshape(len(splits.x_train), *shape)
+    variants = convert_model(
+        keras_model,
+        [s.strip() for s in schemes.split(",") if s.strip()],
+        out,
+        x_calibration=x_train,
+        calibration_size=calibration_size,
+        seed=seed,
+        train_data=(x_train, splits.y_train),
+        qat=QATConfig(epochs=qat_epochs, seed=seed),
+    )
+    for v in variants:
+        typer.echo(f"{out / v.path}: {v.scheme}, {v.file_size / 1024:.1f} KB, in {v.input_dtype}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[
+        Path, typer.Argument(help="A .tflite file, or a variants folder with manifest.json.")
+    ],
+    data: Annotated[Path, typer.Option(help="Splits file written by `robustq prepare`.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("eval"),
+    batch_size: int = 1024,
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads.")] = None,
+    kernels: Annotated[str, typer.Option(help="default | builtin | reference")] = "default",
+) -> None:
+    """Evaluate TFLite variants on the test split; write inference_metrics.csv per model."""
+    import pandas as pd
+
+    from robustq.convert import read_manifest
+    from robustq.data import Splits
+    from robustq.evaluate import evaluate_bytes, write_evaluation
+    from robustq.pipeline import summary_row
+
+    splits = Splits.load(data)
+    if model.is_dir():
+        targets = [(v.name, model / v.path) for v in read_manifest(model)]
+    elif model.exists():
+        targets = [(model.stem, model)]
+    else:
+        raise InputError(f"model file not found: {model}")
+    rows = []
+    for name, path in targets:
+        blob = path.read_bytes()
+        evaluation = evaluate_bytes(blob, splits, name, batch_size, threads, kernels)
+        write_evaluation(evaluation, out if len(targets) == 1 else out / name)
+        rows.append(summary_row(len(blob), evaluation))
+    typer.echo(pd.DataFrame(rows).to_string(index=False, float_format="%.4f"))
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder of the run.")] = Path("runs/demo"),
+    epochs: int = 200,
+    patience: int = 15,
+    seed: int = 0,
+    schemes: Annotated[str, typer.Option(help="Comma-separated schemes, or 'all'.")] = "all",
+    qat_epochs: int = 3,
+    small: Annotated[
+        bool, typer.Option(help="A 120 x 80 scene, 40 per class (smoke test).")
+    ] = False,
+) -> None:
+    """Synthetic scene -> splits -> model_2d -> all TFLite variants -> evaluation table."""
+    from robustq.convert import QATConfig, check_schemes
+    from robustq.models import TrainConfig
+    from robustq.pipeline import DemoConfig, run_demo
+
+    chosen = check_schemes([s.strip() for s in schemes.split(",") if s.strip()])
+    size = dict(scene_height=120, scene_width=80, train_size=40) if small else {}
+    config = DemoConfig(
+        seed=seed,
+        train=TrainConfig(epochs=epochs, patience=patience, seed=seed),
+        schemes=chosen,
+        qat=QATConfig(epochs=qat_epochs, seed=seed),
+        **size,
+    )
+    table = run_demo(out, config, log=lambda message: typer.echo(f"[demo] {message}", err=True))
+    typer.echo(table.to_string(index=False, float_format="%.4f"))
+    typer.echo(f"results in {out}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The command line over files: prepare -> train -> convert -> evaluate, and its errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from robustq.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def cube_files(tmp_path_factory):
+    """A small unseen data set: 60 bands, 4 classes, cube + gt as .npy files."""
+    rng = np.random.default_rng(11)
+    h, w, bands = 40, 30, 60
+    gt = np.zeros((h, w), dtype=np.int64)
+    gt[:20, :15], gt[:20, 15:], gt[20:, :15], gt[20:, 15:] = 3, 5, 7, 9
+    gt[::7, ::5] = 0  # some background
+    centres = {3: 0.2, 5: 0.4, 7: 0.6, 9: 0.8}
+    base = np.vectorize(lambda g: centres.get(int(g), 0.0))(gt)
+    cube = base[..., None] + 0.05 * rng.standard_normal((h, w, bands))
+    cube += np.linspace(0, 0.3, bands)[None, None, :] * (gt[..., None] % 4)
+    root = tmp_path_factory.mktemp("cube")
+    np.save(root / "cube.npy", cube.astype(np.float32))
+    np.save(root / "gt.npy", gt)
+    return root
+
+
+def test_cli_pipeline_on_unseen_data(cube_files, tmp_path):
+    splits = tmp_path / "splits.npz"
+    result = run(
+        "prepare",
+        cube_files / "cube.npy",
+        "--gt",
+        cube_files / "gt.npy",
+        "--out",
+        splits,
+        "--train-size",
+        "30",
+        "--val-size",
+        "0.2",
+        "--seed",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    assert "60 bands, 4 classes" in result.output
+    result = run(
+        "train",
+        splits,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "3",
+        "--filters",
+        "8",
+        "--batch-size",
+        "32",
+        "--kernel-size",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "run" / "model_2d.keras"
+    assert model.exists() and (tmp_path / "run" / "training_metrics.csv").exists()
+    result = run(
+        "convert",
+        model,
+        "--data",
+        splits,
+        "--out",
+        tmp_path / "variants",
+        "--schemes",
+        "float32,int8",
+        "--calibration-size",
+        "32",
+    )
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "variants").iterdir()} == {
+        "float32.tflite",
+        "int8.tflite",
+        "manifest.json",
+    }
+    result = run("evaluate", tmp_path / "variants", "--data", splits, "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    for scheme in ("float32", "int8"):
+        metrics = pd.read_csv(tmp_path / "eval" / scheme / "inference_metrics.csv")
+        assert list(metrics.columns[:3]) == [
+            "accuracy_score",
+            "balanced_accuracy_score",
+            "cohen_kappa_score",
+        ]
+        assert [c for c in metrics.columns if c.startswith("Class_")] == [
+            f"Class_{k}" for k in range(4)
+        ]
+        confusion = pd.read_csv(tmp_path / "eval" / scheme / "confusion_matrix.csv", index_col=0)
+        assert confusion.shape == (4, 4)
+        assert 0.0 <= metrics["accuracy_score"].iloc[0] <= 1.0
+    single = run(
+        "evaluate",
+        tmp_path / "variants" / "int8.tflite",
+        "--data",
+        splits,
+        "--out",
+        tmp_path / "eval1",
+        "--kernels",
+        "reference",
+        "--threads",
+        "1",
+    )
+    assert single.exit_code == 0, single.output
+    assert (tmp_path / "eval1" / "inference_metrics.csv").exists()
+
+
+def test_cli_user_keras3_model(tmp_path, tiny_splits):
+    """A Keras 3 model the project never saw converts and evaluates through the CLI."""
+    import keras
+
+    splits_path = tmp_path / "splits.npz"
+    tiny_splits.save(splits_path)
+    inputs = keras.Input((tiny_splits.n_bands, 1, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    outputs = keras.layers.Dense(tiny_splits.n_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(tiny_splits.x_train, tiny_splits.y_train, epochs=3, verbose=0)
+    model.save(tmp_path / "user.keras")
+    result = run(
+        "convert",
+        tmp_path / "user.keras",
+        "--data",
+        splits_path,
+        "--out",
+        tmp_path / "v",
+        "--schemes",
+        "float32,float16,dynamic_int8,int8,int16x8",
+    )
+    assert result.exit_code == 0, result.output
+    result = run("evaluate", tmp_path / "v", "--data", splits_path, "--out", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    oa = pd.read_csv(tmp_path / "e" / "float32" / "inference_metrics.csv")["accuracy_score"][0]
+    keras_oa = np.mean(model.predict(tiny_splits.x_test, verbose=0).argmax(1) == tiny_splits.y_test)
+    assert oa == pytest.approx(keras_oa, abs=1e-9)
+    # QAT needs Keras 2: a clear error, nothing written
+    result = run(
+        "convert",
+        tmp_path / "user.keras",
+        "--data",
+        splits_path,
+        "--out",
+        tmp_path / "q",
+        "--schemes",
+        "qat_int8",
+    )
+    assert result.exit_code == 2
+    assert "Keras 2" in result.output
+    assert not (tmp_path / "q" / "qat_int8.tflite").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["prepare", "missing.npy", "--gt", "gt.npy", "--out", "s.npz"], "not found"),
+        (["prepare", "--out", "s.npz"], "--synthetic"),
+        (["prepare", "--synthetic", "--out", "s.npz", "--train-size", "abc"], "--train-size"),
+        (["evaluate", "nothing.tflite", "--data", "s.npz"], "not found"),
+        (["demo", "--schemes", "int4"], "unknown scheme"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    os.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_cli_refuses_to_overwrite_input(cube_files, tmp_path):
+    gt = tmp_path / "gt.npy"
+    gt.write_bytes((cube_files / "gt.npy").read_bytes())
+    before = gt.read_bytes()
+    result = runner.invoke(
+        app, ["prepare", str(cube_files / "cube.npy"), "--gt", str(gt), "--out", str(gt)]
+    )
+    assert result.exit_code == 2 and "overwrite" in result.output
+    assert gt.read_bytes() == before
+
+
+def test_console_script_exit_status_and_stderr(tmp_path):
+    """The installed entry point: one stderr line, status 2, no traceback."""
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"this is not a model")
+    np.savez(tmp_path / "x.npz", a=np.zeros(3))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustq.cli",
+            "evaluate",
+            str(bad),
+            "--data",
+            str(tmp_path / "x.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("robustq:")]
+    assert len(lines) == 1 and "splits" in lines[0]
+    assert "Traceback" not in proc.stderr
