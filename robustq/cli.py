@@ -65,6 +65,66 @@ def parse_train_size(text: str) -> int | float | list[int]:
         ) from None
 
 
+def parse_value(text: str) -> Any:
+    """Parse a ``--param`` value: JSON when it parses (numbers, lists, null), else the string."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def fault_spec(name: str, options: dict[str, Any], params: list[str] | None) -> Any:
+    """Build a FaultSpec from the named CLI options that were given plus ``--param k=v`` pairs."""
+    from robustq.faults import FaultSpec
+
+    values = {key: value for key, value in options.items() if value is not None}
+    for item in params or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        values[key.strip()] = parse_value(text)
+    return FaultSpec(name, values)
+
+
+def targets_from(names: str | None, ops: str | None, role: str, layer: int | None) -> Any:
+    """Build a Targets selection from the CLI's target options (None when all are defaults)."""
+    from robustq.perturb import Targets
+
+    op_list = tuple(o.strip() for o in ops.split(",") if o.strip()) if ops else ()
+    if names is None and not op_list and role == "all" and layer is None:
+        return None
+    return Targets(names=names, ops=op_list, role=role, layer=layer)
+
+
+FaultName = Annotated[
+    str,
+    typer.Option(
+        "--fault", help="gaussian | uniform | multiplicative | bitflip | stuck_at | scale"
+    ),
+]
+StdFactor = Annotated[
+    float | None, typer.Option(help="gaussian: std as a factor of each tensor's own std.")
+]
+Std = Annotated[float | None, typer.Option(help="gaussian/multiplicative/scale: absolute std.")]
+Mean = Annotated[float | None, typer.Option(help="gaussian/uniform: noise mean.")]
+Ber = Annotated[float | None, typer.Option(help="bitflip: bit-error rate per stored bit.")]
+Fraction = Annotated[float | None, typer.Option(help="stuck_at: fraction of stored bits.")]
+Bits = Annotated[
+    str | None, typer.Option(help="bitflip/stuck_at: all, sign, msb, lsb, exponent, mantissa.")
+]
+Params = Annotated[
+    list[str] | None, typer.Option("--param", help="Any fault parameter as KEY=VALUE.")
+]
+TargetNames = Annotated[str | None, typer.Option("--target-names", help="Tensor name regex.")]
+TargetOps = Annotated[
+    str | None, typer.Option("--target-ops", help="Comma-separated op types (conv2d, dense...).")
+]
+TargetRole = Annotated[str, typer.Option("--target-role", help="all | weights | biases")]
+TargetLayer = Annotated[int | None, typer.Option("--target-layer", help="One layer index.")]
+
+
 @app.command()
 @user_errors
 def prepare(
@@ -148,7 +208,7 @@ def convert(
     out: Annotated[Path, typer.Option(help="Output folder for variants.")] = Path("variants"),
     schemes: Annotated[str, typer.Option(help="Comma-separated schemes, or 'all'.")] = "all",
     calibration_size: int = 512,
-    qat_epochs: int = 3,
+    qat_epochs: int = 10,
     seed: int = 0,
 ) -> None:
     """Convert a Keras model into TFLite variants with a manifest."""
@@ -190,12 +250,38 @@ def evaluate(
     batch_size: int = 1024,
     threads: Annotated[int | None, typer.Option(help="Interpreter threads.")] = None,
     kernels: Annotated[str, typer.Option(help="default | builtin | reference")] = "default",
+    ensemble_copies: Annotated[
+        int, typer.Option(help="Perturbed copies; > 0 evaluates an ensemble.")
+    ] = 0,
+    voting: Annotated[str, typer.Option(help="hard | soft | classifier")] = "hard",
+    no_clean: Annotated[
+        bool, typer.Option("--no-clean", help="Leave the clean model out of the ensemble.")
+    ] = False,
+    classifier_params: Annotated[
+        str, typer.Option(help="RandomForest parameters as JSON (classifier voting).")
+    ] = "{}",
+    fault: FaultName = "gaussian",
+    std_factor: StdFactor = None,
+    std: Std = None,
+    mean: Mean = None,
+    ber: Ber = None,
+    fraction: Fraction = None,
+    bits: Bits = None,
+    param: Params = None,
+    target_names: TargetNames = None,
+    target_ops: TargetOps = None,
+    target_role: TargetRole = "all",
+    target_layer: TargetLayer = None,
+    seed: int = 0,
 ) -> None:
-    """Evaluate TFLite variants on the test split; write inference_metrics.csv per model."""
+    """Evaluate TFLite variants on the test split, alone or as an ensemble of perturbed copies."""
+    import json
+
     import pandas as pd
 
     from robustq.convert import read_manifest
     from robustq.data import Splits
+    from robustq.ensemble import EnsembleConfig, evaluate_ensemble
     from robustq.evaluate import evaluate_bytes, write_evaluation
     from robustq.pipeline import summary_row
 
@@ -206,13 +292,123 @@ def evaluate(
         targets = [(model.stem, model)]
     else:
         raise InputError(f"model file not found: {model}")
+    ensemble = None
+    if ensemble_copies > 0:
+        try:
+            rf_params = json.loads(classifier_params)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--classifier-params is not valid JSON: {exc}") from None
+        ensemble = EnsembleConfig(
+            copies=ensemble_copies,
+            voting=voting,
+            include_clean=not no_clean,
+            seed=seed,
+            classifier_params=rf_params,
+            batch_size=batch_size,
+            threads=threads,
+            kernels=kernels,
+        )
+        spec = fault_spec(
+            fault,
+            {
+                "std_factor": std_factor,
+                "std": std,
+                "mean": mean,
+                "ber": ber,
+                "fraction": fraction,
+                "bits": bits,
+            },
+            param,
+        )
+        selection = targets_from(target_names, target_ops, target_role, target_layer)
     rows = []
     for name, path in targets:
         blob = path.read_bytes()
-        evaluation = evaluate_bytes(blob, splits, name, batch_size, threads, kernels)
-        write_evaluation(evaluation, out if len(targets) == 1 else out / name)
-        rows.append(summary_row(len(blob), evaluation))
+        where = out if len(targets) == 1 else out / name
+        if ensemble is None:
+            evaluation = evaluate_bytes(blob, splits, name, batch_size, threads, kernels)
+            write_evaluation(evaluation, where)
+            rows.append(summary_row(len(blob), evaluation))
+            continue
+        result = evaluate_ensemble(blob, splits, spec, ensemble, selection)
+        result.save(where)
+        m = result.metrics.iloc[0]
+        rows.append(
+            {
+                "model": name,
+                "members": int(m["members"]),
+                "clean_OA": m["clean_accuracy"],
+                "ensemble_OA": m["accuracy_score"],
+                "delta_OA": m["delta_accuracy"],
+                "flip_rate": m["flip_rate"],
+                "member_OA_mean": result.members["accuracy_score"].mean(),
+            }
+        )
     typer.echo(pd.DataFrame(rows).to_string(index=False, float_format="%.4f"))
+
+
+@app.command()
+@user_errors
+def inspect(
+    model: Annotated[Path, typer.Argument(help="A .tflite file.")],
+) -> None:
+    """List a TFLite model's weight tensors: name, op, dtype, shape, quantization."""
+    import pandas as pd
+
+    from robustq.tflite import inspect_table
+
+    if not model.is_file():
+        raise InputError(f"model file not found: {model}")
+    table = inspect_table(model.read_bytes())
+    with pd.option_context("display.max_colwidth", 48, "display.width", 200):
+        typer.echo(table.to_string(index=False))
+
+
+@app.command()
+@user_errors
+def perturb(
+    model: Annotated[Path, typer.Argument(help="A .tflite file (any scheme).")],
+    out: Annotated[Path, typer.Option(help="Output .tflite file.")],
+    fault: FaultName = "gaussian",
+    std_factor: StdFactor = None,
+    std: Std = None,
+    mean: Mean = None,
+    ber: Ber = None,
+    fraction: Fraction = None,
+    bits: Bits = None,
+    param: Params = None,
+    target_names: TargetNames = None,
+    target_ops: TargetOps = None,
+    target_role: TargetRole = "all",
+    target_layer: TargetLayer = None,
+    seed: int = 0,
+) -> None:
+    """Write a perturbed copy of a TFLite model (quantized path) and its record (.json)."""
+    from robustq.fileio import write_json
+    from robustq.perturb import perturb as perturb_model
+
+    if not model.is_file():
+        raise InputError(f"model file not found: {model}")
+    record_path = out.with_suffix(out.suffix + ".json")
+    guard_outputs([out, record_path], [model])
+    spec = fault_spec(
+        fault,
+        {
+            "std_factor": std_factor,
+            "std": std,
+            "mean": mean,
+            "ber": ber,
+            "fraction": fraction,
+            "bits": bits,
+        },
+        param,
+    )
+    selection = targets_from(target_names, target_ops, target_role, target_layer)
+    result = perturb_model(model.read_bytes(), spec, selection, seed)
+    result.save(out)
+    write_json(record_path, result.record)
+    names = result.record.get("targets", [])
+    typer.echo(f"{out}: {spec.to_json()}, seed {seed}, {len(names)} tensors perturbed")
 
 
 @app.command()
@@ -223,7 +419,7 @@ def demo(
     patience: int = 15,
     seed: int = 0,
     schemes: Annotated[str, typer.Option(help="Comma-separated schemes, or 'all'.")] = "all",
-    qat_epochs: int = 3,
+    qat_epochs: int = 10,
     small: Annotated[
         bool, typer.Option(help="A 120 x 80 scene, 40 per class (smoke test).")
     ] = False,

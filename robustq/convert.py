@@ -41,11 +41,18 @@ _NO_CALIB = {"float32", "float16", "dynamic_int8"}
 
 @dataclass(frozen=True)
 class QATConfig:
-    """Quantization-aware fine-tuning settings for the ``qat_int8`` scheme."""
+    """Quantization-aware fine-tuning settings for the ``qat_int8`` scheme.
 
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-4
+    The defaults were measured on the default scene: tfmot's activation ranges
+    are moving averages (decay 0.999) that start at [-6, 6], so QAT needs a few
+    hundred steps (small batches) to settle them, and a low learning rate so
+    the fine-tuning does not undo the trained weights (lr 1e-4 lost ~2.5
+    points of OA against post-training int8, lr 1e-5 ~1 point).
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-5
     seed: int = 0
 
 

@@ -70,12 +70,17 @@ def model_2d(
                 padding="valid",
                 activation="relu",
                 kernel_initializer=glorot(i),
+                name="conv2d" if i == 0 else f"conv2d_{i}",
             )
         )
-    model.add(layers.Flatten())
-    model.add(layers.Dense(200, activation="relu", kernel_initializer=glorot(4)))
-    model.add(layers.Dense(128, activation="relu", kernel_initializer=glorot(5)))
-    model.add(layers.Dense(n_classes, activation="softmax", kernel_initializer=glorot(6)))
+    # explicit names: tensor names in the TFLite variants (and target regexes) must not
+    # depend on how many models were built before in the same process
+    model.add(layers.Flatten(name="flatten"))
+    model.add(layers.Dense(200, activation="relu", kernel_initializer=glorot(4), name="dense"))
+    model.add(layers.Dense(128, activation="relu", kernel_initializer=glorot(5), name="dense_1"))
+    model.add(
+        layers.Dense(n_classes, activation="softmax", kernel_initializer=glorot(6), name="dense_2")
+    )
     return model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -221,3 +222,111 @@ def test_console_script_exit_status_and_stderr(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.startswith("robustq:")]
     assert len(lines) == 1 and "splits" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_splits_file(tmp_path_factory, tiny_splits):
+    path = tmp_path_factory.mktemp("splits") / "splits.npz"
+    tiny_splits.save(path)
+    return path
+
+
+def test_cli_evaluate_ensemble(tiny_variants_dir, tiny_splits_file, tmp_path):
+    result = run(
+        "evaluate",
+        tiny_variants_dir / "int8.tflite",
+        "--data",
+        tiny_splits_file,
+        "--out",
+        tmp_path,
+        "--ensemble-copies",
+        "4",
+        "--voting",
+        "hard",
+        "--fault",
+        "gaussian",
+        "--std-factor",
+        "0.1",
+        "--seed",
+        "0",
+    )
+    assert result.exit_code == 0, result.output
+    members = pd.read_csv(tmp_path / "members.csv")
+    assert len(members) == 5 and members["member"].iloc[0] == "clean"
+    metrics = pd.read_csv(tmp_path / "inference_metrics.csv")
+    for column in ("accuracy_score", "Class_0", "inference_time", "flip_rate", "delta_accuracy"):
+        assert column in metrics.columns
+    assert (tmp_path / "confusion_matrix.csv").exists()
+    bad = run(
+        "evaluate",
+        tiny_variants_dir / "int8.tflite",
+        "--data",
+        tiny_splits_file,
+        "--out",
+        tmp_path / "x",
+        "--ensemble-copies",
+        "2",
+        "--voting",
+        "classifier",
+        "--classifier-params",
+        "{not json",
+    )
+    assert bad.exit_code == 2 and "JSON" in bad.output
+
+
+def test_cli_inspect_and_perturb(tiny_variants_dir, tmp_path):
+    model = tiny_variants_dir / "int8.tflite"
+    result = run("inspect", model)
+    assert result.exit_code == 0, result.output
+    assert "CONV_2D" in result.output and "FULLY_CONNECTED" in result.output
+    out = tmp_path / "p.tflite"
+    result = run(
+        "perturb",
+        model,
+        "--out",
+        out,
+        "--fault",
+        "bitflip",
+        "--ber",
+        "0.001",
+        "--bits",
+        "sign",
+        "--target-ops",
+        "dense",
+        "--seed",
+        "7",
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() != model.read_bytes() and len(out.read_bytes()) == len(
+        model.read_bytes()
+    )
+    record = json.loads((tmp_path / "p.tflite.json").read_text())
+    assert record["targets"] and all("dense" in name for name in record["targets"])
+    again = tmp_path / "q.tflite"
+    run(
+        "perturb",
+        model,
+        "--out",
+        again,
+        "--fault",
+        "bitflip",
+        "--ber",
+        "0.001",
+        "--bits",
+        "sign",
+        "--target-ops",
+        "dense",
+        "--seed",
+        "7",
+    )
+    assert again.read_bytes() == out.read_bytes()
+    for args, message in [
+        (["--ber", "2"], "ber"),
+        (["--ber", "0.01", "--target-names", "no_such_tensor"], "matches no"),
+        (["--fault", "cosmic"], "cosmic"),
+    ]:
+        fault = [] if "--fault" in args else ["--fault", "bitflip"]
+        result = run("perturb", model, "--out", tmp_path / "z.tflite", *fault, *args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert not (tmp_path / "z.tflite").exists()
