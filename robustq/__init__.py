@@ -43,6 +43,27 @@ _EXPORTS: dict[str, str] = {
     "evaluate_bytes": "robustq.evaluate",
     "write_evaluation": "robustq.evaluate",
     "Evaluation": "robustq.evaluate",
+    # the flatbuffer and perturbation engine
+    "TFLiteModel": "robustq.tflite",
+    "WeightTensor": "robustq.tflite",
+    "inspect_table": "robustq.tflite",
+    "FaultSpec": "robustq.faults",
+    "FAULTS": "robustq.faults",
+    "Targets": "robustq.perturb",
+    "PerturbResult": "robustq.perturb",
+    "perturb": "robustq.perturb",
+    "members": "robustq.perturb",
+    "per_layer": "robustq.perturb",
+    "perturb_keras": "robustq.perturb",
+    "perturb_float_path": "robustq.perturb",
+    "requantize_from_float": "robustq.perturb",
+    # ensembles
+    "EnsembleConfig": "robustq.ensemble",
+    "EnsembleResult": "robustq.ensemble",
+    "evaluate_ensemble": "robustq.ensemble",
+    # figures for notebooks
+    "plot_training_curve": "robustq.plots",
+    "show_statistics": "robustq.plots",
     # the whole pipeline
     "run_demo": "robustq.pipeline",
     "DemoConfig": "robustq.pipeline",

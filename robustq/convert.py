@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,7 +167,11 @@ def to_tflite(model: Any, scheme: str, calibration: np.ndarray | None = None) ->
         converter.inference_input_type = tf.int16
         converter.inference_output_type = tf.int16
     try:
-        return bytes(converter.convert())
+        with warnings.catch_warnings():
+            # "Statistics for quantized inputs were expected": the representative
+            # dataset supplies them; the converter warns regardless
+            warnings.simplefilter("ignore", UserWarning)
+            return bytes(converter.convert())
     except Exception as exc:  # the converter raises many unrelated types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"TFLite conversion ({scheme}) failed: {first}") from exc
