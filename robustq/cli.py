@@ -420,6 +420,10 @@ def demo(
     seed: int = 0,
     schemes: Annotated[str, typer.Option(help="Comma-separated schemes, or 'all'.")] = "all",
     qat_epochs: int = 10,
+    test_limit: Annotated[
+        int,
+        typer.Option(help="Evaluate on a stratified sample of this many test pixels (0 = all)."),
+    ] = 5000,
     small: Annotated[
         bool, typer.Option(help="A 120 x 80 scene, 40 per class (smoke test).")
     ] = False,
@@ -436,6 +440,7 @@ def demo(
         train=TrainConfig(epochs=epochs, patience=patience, seed=seed),
         schemes=chosen,
         qat=QATConfig(epochs=qat_epochs, seed=seed),
+        test_limit=test_limit,
         **size,
     )
     table = run_demo(out, config, log=lambda message: typer.echo(f"[demo] {message}", err=True))

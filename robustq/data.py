@@ -23,7 +23,7 @@ import numbers
 import os
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -842,6 +842,44 @@ def make_splits(
         seed=seed,
         shape=scene.shape,
         positions=scene.positions,
+    )
+
+
+def subsample_test(splits: Splits, limit: int, seed: int = 0) -> Splits:
+    """Return ``splits`` with its test set cut to ``limit`` samples, stratified by class.
+
+    Each class keeps ``limit`` x its share of the test set (largest remainders
+    round up, every present class keeps at least one sample), picked with a
+    stream derived from ``seed``; train and validation are untouched. A
+    ``limit`` of 0 or at least the test size returns ``splits`` unchanged.
+    Used to keep slow kernels (int16x8 runs on reference kernels) affordable.
+    """
+    n_test = len(splits.y_test)
+    if limit < 0:
+        raise ConfigError(f"test limit must be >= 0 (got {limit})")
+    if limit == 0 or limit >= n_test:
+        return splits
+    classes, counts = np.unique(splits.y_test, return_counts=True)
+    exact = counts * limit / n_test
+    keep = np.maximum(np.floor(exact).astype(np.int64), 1)
+    short = limit - int(keep.sum())
+    if short > 0:
+        order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+        keep[order[:short]] += 1
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7E57]))
+    rows = np.sort(
+        np.concatenate(
+            [
+                rng.choice(np.flatnonzero(splits.y_test == c), size=min(k, n), replace=False)
+                for c, k, n in zip(classes, keep, counts, strict=True)
+            ]
+        )
+    )
+    return replace(
+        splits,
+        x_test=splits.x_test[rows],
+        y_test=splits.y_test[rows],
+        idx_test=splits.idx_test[rows],
     )
 
 

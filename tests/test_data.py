@@ -468,3 +468,22 @@ def test_synthetic_arguments_are_checked():
         synthetic_cube(height=4)
     with pytest.raises(ConfigError, match="n_classes"):
         synthetic_cube(n_classes=12)
+
+
+def test_subsample_test_is_stratified_and_seeded(tiny_splits):
+    from robustq.data import subsample_test
+
+    cut = subsample_test(tiny_splits, 300, seed=1)
+    assert len(cut.y_test) == 300
+    full = np.bincount(tiny_splits.y_test, minlength=tiny_splits.n_classes) / len(
+        tiny_splits.y_test
+    )
+    part = np.bincount(cut.y_test, minlength=tiny_splits.n_classes) / 300
+    assert np.abs(full - part).max() <= 1 / 300 + 1e-12
+    assert set(cut.idx_test) <= set(tiny_splits.idx_test)
+    assert np.array_equal(cut.x_train, tiny_splits.x_train)
+    assert np.array_equal(subsample_test(tiny_splits, 300, seed=1).idx_test, cut.idx_test)
+    assert not np.array_equal(subsample_test(tiny_splits, 300, seed=2).idx_test, cut.idx_test)
+    assert subsample_test(tiny_splits, 0) is tiny_splits
+    with pytest.raises(ConfigError):
+        subsample_test(tiny_splits, -5)
