@@ -29,11 +29,19 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], None]) -
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        # mkstemp creates 0600 files; give the output the permissions a plain open() would
+        tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -15,13 +15,16 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robustq._tf import tensorflow, tf_keras
 from robustq.errors import ConfigError, InputError
 from robustq.fileio import atomic_write, write_csv
+
+if TYPE_CHECKING:
+    from robustq.acquisition import DataNoise
 
 
 def model_2d(
@@ -149,6 +152,8 @@ def train(
     config: TrainConfig | None = None,
     model: Any = None,
     verbose: int = 0,
+    data_noise: DataNoise | None = None,
+    noise_sets: tuple[str, ...] = ("train",),
 ) -> TrainResult:
     """Train ``model`` (default: a fresh ``model_2d``) on ``splits`` with early stopping.
 
@@ -157,12 +162,22 @@ def train(
     ``config.patience`` and restore of the best weights; seeded. When
     ``out_dir`` is given, writes ``model_2d.keras`` (or ``model.keras`` for a
     user model) and ``training_metrics.csv`` (epoch, loss, accuracy,
-    val_loss, val_accuracy, epoch_time) atomically.
+    val_loss, val_accuracy, epoch_time) atomically. With ``data_noise``, the
+    ``noise_sets`` (``train`` and/or ``val``) are noised once before fitting
+    with :func:`robustq.acquisition.apply_to_splits`, seeded by
+    ``config.seed`` (the seed's ``noise`` / ``noise_sets``); nothing else
+    changes and the noise is not recorded in the outputs.
     """
     import pandas as pd
 
     config = config or TrainConfig()
     config.validate()
+    if data_noise is not None:
+        from robustq.acquisition import apply_to_splits, check_sets
+
+        if "test" in check_sets(noise_sets):
+            raise ConfigError("training noise_sets may only be train and/or val (not test)")
+        splits = apply_to_splits(splits, data_noise, noise_sets, seed=config.seed)
     keras = tf_keras()
     seed_everything(config.seed)
     if model is None:
