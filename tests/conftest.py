@@ -15,15 +15,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-TINY_SCHEMES = (
-    "float32",
-    "float16",
-    "dynamic_int8",
-    "int8",
-    "int8_per_tensor",
-    "int16x8",
-    "qat_int8",
-)
+from robustq.convert import SCHEMES as TINY_SCHEMES  # noqa: E402  (every scheme)
 
 
 @pytest.fixture(scope="session")
