@@ -61,6 +61,13 @@ _EXPORTS: dict[str, str] = {
     "EnsembleConfig": "robustq.ensemble",
     "EnsembleResult": "robustq.ensemble",
     "evaluate_ensemble": "robustq.ensemble",
+    # edge targets
+    "EdgeConfig": "robustq.edge",
+    "evaluate_edge": "robustq.edge",
+    "footprint": "robustq.edge",
+    "check_target": "robustq.edge",
+    "load_target": "robustq.edge",
+    "compat_matrix": "robustq.edge",
     # figures for notebooks
     "plot_training_curve": "robustq.plots",
     "show_statistics": "robustq.plots",

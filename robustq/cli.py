@@ -413,6 +413,61 @@ def perturb(
 
 @app.command()
 @user_errors
+def edge(
+    model: Annotated[Path, typer.Argument(help="A .tflite file.")],
+    data: Annotated[Path, typer.Option(help="Splits file written by `robustq prepare`.")],
+    configs: Annotated[
+        str, typer.Option(help="KERNELS[:tN],... with default|builtin|reference")
+    ] = "default,builtin:t1,reference",
+    target: Annotated[
+        list[str] | None,
+        typer.Option(help="builtin | micro | a JSON/text op list; repeatable"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edge"),
+    latency_calls: int = 200,
+    batch_size: int = 1024,
+    limit: Annotated[int, typer.Option(help="Stratified test subset, 0 = all.")] = 0,
+    seed: int = 0,
+) -> None:
+    """Evaluate a model under edge interpreter configurations, its footprint and target ops."""
+    from robustq.data import Splits, subsample_test
+    from robustq.edge import check_target, evaluate_edge, footprint, parse_configs, save_edge
+
+    if not model.is_file():
+        raise InputError(f"model file not found: {model}")
+    guard_outputs([out / "edge.csv"], [model, data])
+    parse_configs(configs)  # fail fast on a bad --configs
+    blob = model.read_bytes()
+    reports = [check_target(blob, t) for t in (target or [])]  # fail fast on a bad --target
+    splits = subsample_test(Splits.load(data), limit, seed)
+    result = evaluate_edge(
+        blob, splits, configs, latency_calls=latency_calls, batch_size=batch_size
+    )
+    fp = footprint(blob)
+    save_edge(out, result, fp, reports)
+    cols = [
+        "config",
+        "accuracy",
+        "agreement",
+        "flip_rate",
+        "max_abs_diff",
+        "throughput",
+        "latency_median_ms",
+        "latency_p99_ms",
+    ]
+    typer.echo(result.table()[cols].to_string(index=False, float_format="%.4g"))
+    row = fp.row()
+    typer.echo(
+        f"{fp.n_ops} ops ({row['ops']}); weights {fp.weight_bytes} B; activation estimate "
+        f"{fp.activation.peak_bytes} B (reference arena {row['reference_arena_bytes']} B, "
+        f"builtin arena {row['builtin_arena_bytes']} B)"
+    )
+    for report in reports:
+        typer.echo(f"{report.target}: {report.summary()}")
+
+
+@app.command()
+@user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder of the run.")] = Path("runs/demo"),
     epochs: int = 200,

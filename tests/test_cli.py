@@ -363,3 +363,55 @@ def test_cli_every_fault_on_every_scheme(tiny_variants_dir, tiny_splits, tmp_pat
         assert perturbed != source.read_bytes(), variant.scheme
         probabilities = predict(perturbed, x).probabilities
         assert probabilities.shape == (64, tiny_splits.n_classes)
+
+
+def test_cli_edge(tiny_variants_dir, tiny_splits_file, tmp_path):
+    result = run(
+        "edge",
+        tiny_variants_dir / "int8.tflite",
+        "--data",
+        tiny_splits_file,
+        "--configs",
+        "default,reference",
+        "--target",
+        "micro",
+        "--out",
+        tmp_path,
+        "--latency-calls",
+        "10",
+        "--limit",
+        "200",
+    )
+    assert result.exit_code == 0, result.output
+    edge = pd.read_csv(tmp_path / "edge.csv")
+    assert len(edge) == 2 and {"agreement", "latency_p99_ms"} <= set(edge.columns)
+    assert "tflite_micro: pass" in result.output
+    blocked = run(
+        "edge",
+        tiny_variants_dir / "float16.tflite",
+        "--data",
+        tiny_splits_file,
+        "--configs",
+        "default",
+        "--target",
+        "micro",
+        "--out",
+        tmp_path / "f16",
+        "--latency-calls",
+        "5",
+        "--limit",
+        "100",
+    )
+    assert blocked.exit_code == 0, blocked.output
+    assert "DEQUANTIZE" in blocked.output
+    bad = run(
+        "edge",
+        tiny_variants_dir / "int8.tflite",
+        "--data",
+        tiny_splits_file,
+        "--configs",
+        "gpu",
+        "--out",
+        tmp_path / "bad",
+    )
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
