@@ -61,6 +61,10 @@ _EXPORTS: dict[str, str] = {
     "EnsembleConfig": "robustq.ensemble",
     "EnsembleResult": "robustq.ensemble",
     "evaluate_ensemble": "robustq.ensemble",
+    # acquisition noise on data
+    "DataNoise": "robustq.acquisition",
+    "apply_noise": "robustq.acquisition",
+    "apply_to_splits": "robustq.acquisition",
     # edge targets
     "EdgeConfig": "robustq.edge",
     "evaluate_edge": "robustq.edge",

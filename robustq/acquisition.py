@@ -162,23 +162,45 @@ def _band_axis(ndim: int, band_axis: Any) -> int:
     return axis
 
 
+def _value_range(value_range: Any) -> tuple[float, float]:
+    try:
+        low, high = value_range
+    except (TypeError, ValueError):
+        raise ConfigError(f"value_range must be (low, high), got {value_range!r}") from None
+    low, high = _number("value_range low", low), _number("value_range high", high)
+    if low > high:
+        raise ConfigError(f"value_range low must be <= high (got {low:g} > {high:g})")
+    return low, high
+
+
 def _noised_values(
-    values: np.ndarray,
+    block: np.ndarray,
+    where: Any,
     white: np.ndarray | None,
     noise: DataNoise,
     rng: np.random.Generator,
     low: float,
     high: float,
-) -> np.ndarray:
-    """New values for the affected entries ``values`` (1-D, in C order of the block)."""
+) -> None:
+    """Apply the noise in place to ``block[where]`` (random draws in C order of the entries).
+
+    ``where`` is a boolean mask of the block's shape, or an index on its band
+    axis (``(..., bands)``) when every row has the same bands; ``white`` is
+    broadcastable to ``block[where]`` (impulsive only).
+    """
+    if noise.name == "impulsive":
+        # The new values do not depend on the old ones: no need to read them.
+        block[where] = np.where(white, high, low)
+        return
+    values = block[where]
     if noise.name == "gaussian":
         draw_dtype = np.float64 if values.dtype == np.float64 else np.float32
         delta = rng.standard_normal(values.shape, dtype=draw_dtype)
         delta *= noise.std
         delta += noise.mean
-        return values + delta
-    if noise.name == "impulsive":
-        return np.where(white, high, low)
+        values += delta
+        block[where] = values
+        return
     lam = np.maximum(values, 0).astype(np.float64)
     try:
         counts = rng.poisson(lam)
@@ -186,7 +208,7 @@ def _noised_values(
         raise InputError(
             "shot noise needs finite values below about 1e10 on the affected entries"
         ) from None
-    return lam + counts
+    block[where] = lam + counts
 
 
 def _random_band_masks(
@@ -237,7 +259,7 @@ def apply_noise(
     samples, chosen at random, are "white". Vectorised over blocks of many
     samples; all randomness comes from ``rng``. Floating inputs keep their
     dtype, others become float32. Raises ConfigError for a bad ``band_axis``
-    and InputError for a non-numeric or less than 2-D ``x``.
+    or ``value_range`` and InputError for a non-numeric or less than 2-D ``x``.
     """
     if not isinstance(noise, DataNoise):
         raise ConfigError(f"noise must be a DataNoise, got {type(noise).__name__}")
@@ -249,14 +271,15 @@ def apply_noise(
     if x.ndim < 2:
         raise InputError(f"data to noise must be at least 2-D (samples, ..., bands), got {x.shape}")
     axis = _band_axis(x.ndim, band_axis)
+    fixed_range = None if value_range is None else _value_range(value_range)
     out = x.astype(x.dtype if x.dtype.kind == "f" else np.float32, copy=True)
     view = np.moveaxis(out, axis, -1)  # writes through to out
     n_samples, n_bands = view.shape[0], view.shape[-1]
     n_affected, n_chosen, n_white = affected_counts(n_samples, n_bands, noise)
     if n_affected == 0 or n_chosen == 0:
         return out
-    if value_range is not None:
-        low, high = (float(v) for v in value_range)
+    if fixed_range is not None:
+        low, high = fixed_range
     elif noise.name == "impulsive":
         low, high = float(x.min()), float(x.max())
     else:
@@ -267,12 +290,11 @@ def apply_noise(
     white = None
     if noise.name == "impulsive":
         white = rng.permutation(n_affected) < n_white
-    shared = None
+    shared: Any = None  # an index on the band axis when every row has the same bands
     if n_chosen == n_bands:
-        shared = np.ones(n_bands, dtype=bool)
+        shared = (Ellipsis, slice(None))
     elif noise.bc:
-        shared = np.zeros(n_bands, dtype=bool)
-        shared[rng.choice(n_bands, n_chosen, replace=False)] = True
+        shared = (Ellipsis, np.sort(rng.choice(n_bands, n_chosen, replace=False)))
     inner = (1,) * (view.ndim - 2)  # broadcasts over the axes between samples and bands
     block_rows = max(1, _BLOCK_ENTRIES // max(1, math.prod(view.shape[1:])))
     for start in range(0, n_affected, block_rows):
@@ -280,16 +302,15 @@ def apply_noise(
         # All samples: a view of out, edited in place; otherwise a gathered copy.
         picked = slice(start, stop) if rows is None else rows[start:stop]
         block = view[picked]
+        flags = None if white is None else white[start:stop].reshape(stop - start, *inner, 1)
         if shared is not None:
-            mask = np.broadcast_to(shared, (stop - start, n_bands))
+            where = shared
         else:
             mask = _random_band_masks(rng, stop - start, n_bands, n_chosen)
-        full_mask = np.broadcast_to(mask.reshape(stop - start, *inner, n_bands), block.shape)
-        block_white = None
-        if white is not None:
-            flags = white[start:stop].reshape(stop - start, *inner, 1)
-            block_white = np.broadcast_to(flags, block.shape)[full_mask]
-        block[full_mask] = _noised_values(block[full_mask], block_white, noise, rng, low, high)
+            where = np.broadcast_to(mask.reshape(stop - start, *inner, n_bands), block.shape)
+            if flags is not None:
+                flags = np.broadcast_to(flags, block.shape)[where]
+        _noised_values(block, where, flags, noise, rng, low, high)
         if rows is not None:
             view[picked] = block
     return out

@@ -98,6 +98,30 @@ def targets_from(names: str | None, ops: str | None, role: str, layer: int | Non
     return Targets(names=names, ops=op_list, role=role, layer=layer)
 
 
+NoiseName = Annotated[
+    str | None, typer.Option("--noise", help="Data noise: gaussian | impulsive | shot.")
+]
+NoiseMean = Annotated[float, typer.Option("--noise-mean", help="gaussian data noise: mean.")]
+NoiseStd = Annotated[float, typer.Option("--noise-std", help="gaussian data noise: std.")]
+NoisePw = Annotated[float, typer.Option("--pw", help="impulsive: share set to the max.")]
+NoisePa = Annotated[float, typer.Option("--pa", help="Fraction of samples affected.")]
+NoisePb = Annotated[float, typer.Option("--pb", help="Fraction of bands affected.")]
+NoiseBc = Annotated[
+    bool, typer.Option("--bc/--no-bc", help="Same bands for every affected sample.")
+]
+
+
+def data_noise(
+    name: str | None, mean: float, std: float, pw: float, pa: float, pb: float, bc: bool
+) -> Any:
+    """Build a DataNoise from the CLI's data-noise options (None when --noise is not given)."""
+    if name is None:
+        return None
+    from robustq.acquisition import DataNoise
+
+    return DataNoise(name, mean=mean, std=std, pw=pw, pa=pa, pb=pb, bc=bc)
+
+
 FaultName = Annotated[
     str,
     typer.Option(
@@ -183,8 +207,22 @@ def train(
     kernel_size: int = 5,
     filters: int = 200,
     seed: int = 0,
+    noise: NoiseName = None,
+    noise_mean: NoiseMean = 0.0,
+    noise_std: NoiseStd = 1.0,
+    pw: NoisePw = 0.5,
+    pa: NoisePa = 0.1,
+    pb: NoisePb = 1.0,
+    bc: NoiseBc = True,
+    noise_sets: Annotated[
+        str, typer.Option(help="Splits the data noise goes into: train, val or train,val.")
+    ] = "train",
 ) -> None:
-    """Train model_2d (or a given Keras model) with early stopping; write it and its history."""
+    """Train model_2d (or a given Keras model) with early stopping; write it and its history.
+
+    With ``--noise`` the training (and/or validation) split gets acquisition
+    noise first — the seed's noise augmentation.
+    """
     from robustq.data import Splits
     from robustq.models import TrainConfig, load_model
     from robustq.models import train as train_model
@@ -192,7 +230,11 @@ def train(
     data = Splits.load(splits)
     config = TrainConfig(lr, batch_size, epochs, patience, seed, kernel_size, filters)
     user_model = load_model(model) if model is not None else None
-    result = train_model(data, out, config, model=user_model)
+    noise_spec = data_noise(noise, noise_mean, noise_std, pw, pa, pb, bc)
+    sets = tuple(x.strip() for x in noise_sets.split(",") if x.strip())
+    result = train_model(
+        data, out, config, model=user_model, data_noise=noise_spec, noise_sets=sets
+    )
     last = result.history.iloc[result.best_epoch - 1]
     typer.echo(
         f"{result.model_path}: {len(result.history)} epochs, best epoch {result.best_epoch} "
@@ -273,8 +315,18 @@ def evaluate(
     target_role: TargetRole = "all",
     target_layer: TargetLayer = None,
     seed: int = 0,
+    noise: NoiseName = None,
+    noise_mean: NoiseMean = 0.0,
+    noise_std: NoiseStd = 1.0,
+    pw: NoisePw = 0.5,
+    pa: NoisePa = 0.1,
+    pb: NoisePb = 1.0,
+    bc: NoiseBc = True,
 ) -> None:
-    """Evaluate TFLite variants on the test split, alone or as an ensemble of perturbed copies."""
+    """Evaluate TFLite variants on the test split, alone or as an ensemble of perturbed copies.
+
+    With ``--noise`` the test split gets acquisition noise (seeded by ``--seed``) first.
+    """
     import json
 
     import pandas as pd
@@ -286,6 +338,11 @@ def evaluate(
     from robustq.pipeline import summary_row
 
     splits = Splits.load(data)
+    test_noise = data_noise(noise, noise_mean, noise_std, pw, pa, pb, bc)
+    if test_noise is not None:
+        from robustq.acquisition import apply_to_splits
+
+        splits = apply_to_splits(splits, test_noise, ("test",), seed)
     if model.is_dir():
         targets = [(v.name, model / v.path) for v in read_manifest(model)]
     elif model.exists():
@@ -409,6 +466,33 @@ def perturb(
     write_json(record_path, result.record)
     names = result.record.get("targets", [])
     typer.echo(f"{out}: {spec.to_json()}, seed {seed}, {len(names)} tensors perturbed")
+
+
+@app.command("noise")
+@user_errors
+def noise_command(
+    splits: Annotated[Path, typer.Argument(help="Splits file written by `robustq prepare`.")],
+    out: Annotated[Path, typer.Option(help="Output splits file (.npz) with noisy sets.")],
+    noise: Annotated[str, typer.Option(help="gaussian | impulsive | shot")] = "gaussian",
+    noise_mean: NoiseMean = 0.0,
+    noise_std: NoiseStd = 1.0,
+    pw: NoisePw = 0.5,
+    pa: NoisePa = 0.1,
+    pb: NoisePb = 1.0,
+    bc: NoiseBc = True,
+    sets: Annotated[str, typer.Option(help="Comma-separated: train, val, test.")] = "test",
+    seed: int = 0,
+) -> None:
+    """Write a copy of a splits file with acquisition noise in the chosen sets, for inspection."""
+    from robustq.acquisition import apply_to_splits
+    from robustq.data import Splits
+
+    guard_outputs([out], [splits])
+    spec = data_noise(noise, noise_mean, noise_std, pw, pa, pb, bc)
+    chosen = tuple(x.strip() for x in sets.split(",") if x.strip())
+    noisy = apply_to_splits(Splits.load(splits), spec, chosen, seed)
+    noisy.save(out)
+    typer.echo(f"{out}: {spec.label} on {', '.join(chosen)}, seed {seed}")
 
 
 @app.command()

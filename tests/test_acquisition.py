@@ -313,6 +313,10 @@ def test_bad_calls_raise_clear_errors():
         apply_noise(x, {"name": "gaussian"}, rng)
     with pytest.raises(ConfigError):
         apply_noise(x, noise, 0)
+    with pytest.raises(ConfigError, match="value_range"):
+        apply_noise(x, DataNoise("impulsive"), rng, value_range=(1.0, 0.0))
+    with pytest.raises(ConfigError, match="value_range"):
+        apply_noise(x, DataNoise("impulsive"), rng, value_range=1.0)
     with pytest.raises(ConfigError, match="unknown"):
         DataNoise.from_dict({"name": "gaussian", "sigma": 1})
     with pytest.raises(ConfigError):
@@ -340,8 +344,10 @@ def test_to_dict_round_trip():
 def test_apply_to_splits_noises_only_the_chosen_sets(tiny_splits):
     noise = DataNoise("gaussian", pa=0.5, pb=0.5, bc=False)
     noisy = apply_to_splits(tiny_splits, noise, sets=("test",), seed=0)
-    assert noisy.x_train is tiny_splits.x_train
-    assert noisy.x_val is tiny_splits.x_val
+    # Splits re-wraps its arrays in new read-only views: the untouched sets share memory
+    assert np.shares_memory(noisy.x_train, tiny_splits.x_train)
+    assert np.shares_memory(noisy.x_val, tiny_splits.x_val)
+    assert not np.shares_memory(noisy.x_test, tiny_splits.x_test)
     changed = (noisy.x_test != tiny_splits.x_test)[:, :, 0, 0]
     assert int(changed.any(axis=1).sum()) == _floor(len(tiny_splits.y_test), 0.5)
     assert set(changed.sum(axis=1).tolist()) == {0, _floor(tiny_splits.n_bands, 0.5)}
@@ -351,7 +357,7 @@ def test_apply_to_splits_noises_only_the_chosen_sets(tiny_splits):
 
     both = apply_to_splits(tiny_splits, noise, sets=("train", "test"), seed=0)
     assert not np.array_equal(both.x_train, tiny_splits.x_train)
-    assert both.x_val is tiny_splits.x_val
+    assert np.shares_memory(both.x_val, tiny_splits.x_val)
     # a set's noise depends on the seed and the set only
     np.testing.assert_array_equal(both.x_test, noisy.x_test)
     other_seed = apply_to_splits(tiny_splits, noise, sets="test", seed=1)

@@ -415,3 +415,61 @@ def test_cli_edge(tiny_variants_dir, tiny_splits_file, tmp_path):
         tmp_path / "bad",
     )
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_cli_data_noise(tiny_variants_dir, tiny_splits_file, tiny_splits, tmp_path):
+    from robustq.data import Splits
+
+    noisy_path = tmp_path / "noisy.npz"
+    result = run(
+        "noise",
+        tiny_splits_file,
+        "--out",
+        noisy_path,
+        "--noise",
+        "impulsive",
+        "--pa",
+        "0.2",
+        "--pb",
+        "0.5",
+        "--sets",
+        "test",
+        "--seed",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    noisy = Splits.load(noisy_path)
+    changed = np.any(noisy.x_test != tiny_splits.x_test, axis=(1, 2, 3))
+    assert changed.sum() <= int(len(tiny_splits.y_test) * 0.2)
+    assert changed.sum() > 0.5 * int(len(tiny_splits.y_test) * 0.2)
+    assert np.array_equal(noisy.x_train, tiny_splits.x_train)
+    clean = run(
+        "evaluate",
+        tiny_variants_dir / "float32.tflite",
+        "--data",
+        tiny_splits_file,
+        "--out",
+        tmp_path / "clean",
+    )
+    loud = run(
+        "evaluate",
+        tiny_variants_dir / "float32.tflite",
+        "--data",
+        tiny_splits_file,
+        "--out",
+        tmp_path / "loud",
+        "--noise",
+        "gaussian",
+        "--noise-std",
+        "1",
+        "--pa",
+        "0.5",
+    )
+    assert clean.exit_code == 0 and loud.exit_code == 0, loud.output
+    oa_clean = pd.read_csv(tmp_path / "clean" / "inference_metrics.csv")["accuracy_score"][0]
+    oa_loud = pd.read_csv(tmp_path / "loud" / "inference_metrics.csv")["accuracy_score"][0]
+    assert oa_loud < oa_clean - 0.02
+    bad = run("noise", tiny_splits_file, "--out", tmp_path / "x.npz", "--pa", "1.5")
+    assert bad.exit_code == 2 and "pa" in bad.output and not (tmp_path / "x.npz").exists()
+    same = run("noise", tiny_splits_file, "--out", tiny_splits_file)
+    assert same.exit_code == 2 and "overwrite" in same.output
