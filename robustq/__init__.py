@@ -72,6 +72,16 @@ _EXPORTS: dict[str, str] = {
     "check_target": "robustq.edge",
     "load_target": "robustq.edge",
     "compat_matrix": "robustq.edge",
+    # sweeps
+    "SweepSpec": "robustq.sweep",
+    "load_spec": "robustq.sweep",
+    "run_sweep": "robustq.sweep",
+    "load_results": "robustq.sweep",
+    "aggregate": "robustq.sweep",
+    "export": "robustq.sweep",
+    "layer_table": "robustq.sweep",
+    # the report
+    "build_report": "robustq.report",
     # figures for notebooks
     "plot_training_curve": "robustq.plots",
     "show_statistics": "robustq.plots",

@@ -552,6 +552,82 @@ def edge(
 
 @app.command()
 @user_errors
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (.yaml/.yml or .toml).")],
+    out: Annotated[Path, typer.Option(help="Run folder (results.sqlite lives here).")],
+    jobs: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: a local Ray instance).")
+    ] = None,
+    extend: Annotated[
+        bool, typer.Option(help="Accept a changed spec on an existing run folder.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Progress bar with ETA on stderr.")] = True,
+) -> None:
+    """Run a robustness sweep (schemes x faults x levels x seeds); resumes where it stopped."""
+    from robustq.sweep import aggregate, format_report, load_results, run_sweep
+
+    summary = run_sweep(
+        spec, out, jobs=jobs, executor=executor, address=address, extend=extend, progress=progress
+    )
+    typer.echo(format_report(aggregate(load_results(out))))
+    typer.echo(
+        f"{summary.run_dir}: {summary.total} cells, {summary.skipped} already done, "
+        f"{summary.computed} computed in {summary.seconds:.1f} s "
+        f"({summary.executor}, {summary.jobs} jobs)"
+    )
+
+
+@app.command()
+@user_errors
+def results(
+    run_dir: Annotated[Path, typer.Argument(help="A sweep run folder.")],
+    csv: Annotated[Path | None, typer.Option(help="Export every row as CSV.")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="Export every row as Parquet.")] = None,
+    report_csv: Annotated[
+        Path | None, typer.Option("--aggregate", help="Export the aggregate table as CSV.")
+    ] = None,
+) -> None:
+    """Print a sweep's aggregate table (mean/std/min/max across seeds); export rows."""
+    from robustq.sweep import aggregate, export, format_report, load_results
+
+    typer.echo(format_report(aggregate(load_results(run_dir))))
+    for path in export(run_dir, csv=csv, parquet=parquet, report=report_csv):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A sweep run folder (holds results.sqlite).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="HTML file to write (default RUN_DIR/report.html; report.md beside)."),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Allowed OA loss against the clean model (0.01 = one point).")
+    ] = 0.01,
+    required: Annotated[
+        str | None,
+        typer.Option(help="Fault levels that must be tolerated, e.g. gaussian=0.1,bitflip=1e-4."),
+    ] = None,
+) -> None:
+    """Write a sweep's robustness report: one self-contained HTML page plus report.md."""
+    from robustq.report import build_report
+
+    result = build_report(run_dir, out, tolerance=tolerance, required=required)
+    if result.verdict is not None:
+        typer.echo(result.verdict.summary)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"sections: {', '.join(result.sections)}")
+    typer.echo(f"report: {result.html_path}")
+    typer.echo(f"summary: {result.md_path}")
+
+
+@app.command()
+@user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder of the run.")] = Path("runs/demo"),
     epochs: int = 200,
@@ -566,6 +642,10 @@ def demo(
     small: Annotated[
         bool, typer.Option(help="A 120 x 80 scene, 40 per class (smoke test).")
     ] = False,
+    sweep: Annotated[
+        bool, typer.Option(help="End with a robustness sweep and its HTML report.")
+    ] = True,
+    jobs: Annotated[int | None, typer.Option(help="Sweep worker processes.")] = None,
 ) -> None:
     """Synthetic scene -> splits -> model_2d -> all TFLite variants -> evaluation table."""
     from robustq.convert import QATConfig, check_schemes
@@ -580,11 +660,15 @@ def demo(
         schemes=chosen,
         qat=QATConfig(epochs=qat_epochs, seed=seed),
         test_limit=test_limit,
+        sweep=sweep,
+        jobs=jobs,
         **size,
     )
     table = run_demo(out, config, log=lambda message: typer.echo(f"[demo] {message}", err=True))
     typer.echo(table.to_string(index=False, float_format="%.4f"))
     typer.echo(f"results in {out}")
+    if config.sweep:
+        typer.echo(f"report: {out / 'sweep' / 'report.html'}")
 
 
 def main() -> None:

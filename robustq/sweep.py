@@ -45,6 +45,7 @@ from robustq.fileio import atomic_write, write_csv, write_json
 
 __all__ = [
     "DEFAULT_PARAMETERS",
+    "EXECUTORS",
     "RESULTS_FILE",
     "VOLATILE_COLUMNS",
     "Cell",
@@ -62,8 +63,10 @@ __all__ = [
     "layer_table",
     "load_results",
     "load_spec",
+    "repeat_seed",
     "run_cell",
     "run_sweep",
+    "splits_fingerprint",
 ]
 
 DEFAULT_PARAMETERS: dict[str, str] = {
@@ -79,8 +82,19 @@ DEFAULT_PARAMETERS: dict[str, str] = {
 RESULTS_FILE = "results.sqlite"
 """The results database inside a run folder."""
 
-VOLATILE_COLUMNS: tuple[str, ...] = ("seconds", "inference_time", "worker", "finished_at")
-"""Row columns that differ between two runs of the same cell (timings, where and when)."""
+VOLATILE_COLUMNS: tuple[str, ...] = (
+    "seconds",
+    "cpu_seconds",
+    "inference_time",
+    "worker",
+    "finished_at",
+)
+"""Row columns that differ between two runs of the same cell (timings, where and when).
+
+``seconds`` is the cell's wall time in its process and ``cpu_seconds`` the
+CPU time that process spent on it: much less CPU than wall time means the
+cell waited for a core (other processes on the machine).
+"""
 
 # Columns identifying a cell; aggregate() groups by them without the per-seed ones.
 _SEED_COLUMNS = ("key", "repeat", "seed")
@@ -99,6 +113,7 @@ _GROUP_COLUMNS = (
     "layer_name",
     "targets",
     "kernels",
+    "test_limit",
     "variant_sha256",
     "splits_sha256",
 )
@@ -118,6 +133,7 @@ _SPEC_KEYS = (
     "targets",
     "kernels",
     "batch_size",
+    "test_limit",
 )
 _REQUIRED_SPEC_KEYS = ("variants", "splits", "schemes", "faults")
 _FAULT_KEYS = ("name", "parameter", "levels", "params")
@@ -296,8 +312,6 @@ class EnsembleSetting:
     classifier_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from robustq.ensemble import VOTINGS
-
         if not _is_int(self.copies) or self.copies < 0:
             raise ConfigError(f"ensemble: copies must be an integer >= 0 (got {self.copies!r})")
         if self.include_clean is not None and not isinstance(self.include_clean, bool):
@@ -322,6 +336,8 @@ class EnsembleSetting:
                 )
             voting, include_clean = "none", False
         else:
+            from robustq.ensemble import VOTINGS
+
             voting = "hard" if self.voting is None else self.voting
             if voting not in VOTINGS:
                 raise ConfigError(
@@ -370,7 +386,10 @@ class SweepSpec:
     weights and bias at a time (one cell per layer); ``targets`` restricts
     the perturbed tensors (a :class:`~robustq.perturb.Targets`; in layer-wise
     mode only its ``role``); ``kernels`` and ``batch_size`` go to the
-    interpreter. Everything is validated at construction (ConfigError).
+    interpreter; ``test_limit`` > 0 evaluates every cell on the same
+    class-stratified sample of that many test samples (drawn with ``seed``,
+    as the demo's summary does; 0 = the whole test split). Everything is
+    validated at construction (ConfigError).
     """
 
     variants: Path
@@ -379,11 +398,12 @@ class SweepSpec:
     faults: tuple[FaultLevels, ...]
     seeds: int = 1
     seed: int = 0
-    ensemble: tuple[EnsembleSetting, ...] = (EnsembleSetting(),)
+    ensemble: tuple[EnsembleSetting, ...] = field(default_factory=lambda: (EnsembleSetting(),))
     layerwise: bool = False
     targets: Any = None
     kernels: str = "default"
     batch_size: int = 1024
+    test_limit: int = 0
 
     def __post_init__(self) -> None:
         from robustq.convert import SCHEMES
@@ -468,6 +488,10 @@ class SweepSpec:
             raise ConfigError(
                 f"sweep spec: batch_size must be an integer >= 1 ({self.batch_size!r})"
             )
+        if not _is_int(self.test_limit) or self.test_limit < 0:
+            raise ConfigError(
+                f"sweep spec: test_limit must be an integer >= 0 ({self.test_limit!r})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a plain, JSON-able dict (the inverse of :meth:`from_dict`)."""
@@ -483,6 +507,7 @@ class SweepSpec:
             "targets": self.targets.to_dict(),
             "kernels": self.kernels,
             "batch_size": self.batch_size,
+            "test_limit": self.test_limit,
         }
 
     @classmethod
@@ -515,9 +540,14 @@ class SweepSpec:
         return cls(**values)
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """The spec without its file paths: what, together with the data's hashes, defines a run."""
+        """What, with the data's hashes, defines a run: the spec without paths and batch size.
+
+        Neither changes a result (files are identified by content, and the
+        interpreter's batch size does not change per-sample outputs), so
+        moving the data or changing the batch size resumes the same run.
+        """
         data = self.to_dict()
-        del data["variants"], data["splits"]
+        del data["variants"], data["splits"], data["batch_size"]
         return data
 
 
@@ -596,8 +626,9 @@ class Cell:
 
     ``seed`` is the repeat's ensemble seed (drawn from
     ``SeedSequence(spec.seed, spawn_key=(repeat,))``); ``fault_params``,
-    ``classifier_params`` and ``targets`` are canonical JSON; the two
-    ``*_sha256`` fields pin the exact variant bytes and split arrays.
+    ``classifier_params`` and ``targets`` are canonical JSON; ``test_limit``
+    and ``test_seed`` pick the test sample (see :class:`SweepSpec`); the two
+    ``*_sha256`` fields pin the exact variant bytes and split arrays read.
     ``key`` hashes every field that can change the cell's result (all of
     them but ``batch_size``), so equal keys mean equal rows.
     """
@@ -616,6 +647,8 @@ class Cell:
     classifier_params: str = "{}"
     targets: str = "{}"
     kernels: str = "default"
+    test_limit: int = 0
+    test_seed: int = 0
     variant_sha256: str = ""
     splits_sha256: str = ""
     batch_size: int = 1024
@@ -696,6 +729,7 @@ class Cell:
             "layer": self.layer,
             "targets": self.targets,
             "kernels": self.kernels,
+            "test_limit": self.test_limit,
             "variant_sha256": self.variant_sha256,
             "splits_sha256": self.splits_sha256,
         }
@@ -753,7 +787,7 @@ class _Resolved:
 def _resolve(spec: SweepSpec) -> _Resolved:
     """Read the manifest, the selected variants and the splits; hash them; list layers."""
     from robustq.convert import read_manifest
-    from robustq.data import Splits
+    from robustq.data import Splits, subsample_test
     from robustq.perturb import per_layer
 
     variants_dir = spec.variants.expanduser().resolve()
@@ -790,7 +824,7 @@ def _resolve(spec: SweepSpec) -> _Resolved:
             layers[scheme] = tuple(t.layer for t in per_layer(blob, spec.targets.role))
         else:
             layers[scheme] = ()
-    splits = Splits.load(splits_path)
+    splits = subsample_test(Splits.load(splits_path), spec.test_limit, spec.seed)
     return _Resolved(
         spec=spec,
         variants_dir=variants_dir,
@@ -836,6 +870,8 @@ def _cells(resolved: _Resolved) -> list[Cell]:
                                     classifier_params=_canonical(setting.classifier_params),
                                     targets=targets_json,
                                     kernels=spec.kernels,
+                                    test_limit=spec.test_limit,
+                                    test_seed=spec.seed,
                                     variant_sha256=resolved.hashes[scheme],
                                     splits_sha256=resolved.splits_sha256,
                                     batch_size=spec.batch_size,
@@ -895,6 +931,7 @@ def grid(spec: SweepSpec | str | os.PathLike[str]) -> list[Cell]:
 
 
 # --------------------------------------------------------------------------- running one cell
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str | None]:
     import robustq
 
@@ -931,13 +968,14 @@ def _layer_name(model_bytes: bytes, layer: int | None) -> str | None:
 def evaluate_cell(cell: Cell, model_bytes: bytes, splits: Any) -> dict[str, Any]:
     """Evaluate one cell on given variant bytes and splits and return its row (a plain dict).
 
-    The pure core of :func:`run_cell`, used by every executor. Raises
-    InputError when the bytes are not the variant the cell was planned
-    for (its ``variant_sha256``).
+    The pure core of :func:`run_cell`, used by every executor: ``splits``
+    is used as given (already the cell's test sample). Raises InputError
+    when the bytes are not the variant the cell was planned for (its
+    ``variant_sha256``).
     """
     from robustq.ensemble import evaluate_ensemble
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if cell.variant_sha256 and _sha256(model_bytes) != cell.variant_sha256:
         raise InputError(f"the {cell.scheme} variant changed since the sweep was planned")
     result = evaluate_ensemble(
@@ -976,6 +1014,7 @@ def evaluate_cell(cell: Cell, model_bytes: bytes, splits: Any) -> dict[str, Any]
             "changed_unit": result.records[0]["changed_unit"] if result.records else None,
             "inference_time": _float(metrics["inference_time"]),
             "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started,
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
     )
@@ -984,20 +1023,24 @@ def evaluate_cell(cell: Cell, model_bytes: bytes, splits: Any) -> dict[str, Any]
 
 
 # Per-process caches: a worker reads the splits and each variant once, whatever it runs.
-_SPLITS_CACHE: dict[str, tuple[Any, str]] = {}
+_SPLITS_CACHE: dict[tuple[str, int, int], tuple[Any, str]] = {}
 _VARIANT_CACHE: dict[tuple[str, str], tuple[bytes, str]] = {}
 
 
-def _cached_splits(splits: Any) -> tuple[Any, str | None]:
-    if not isinstance(splits, str | os.PathLike):
-        return splits, None
-    from robustq.data import Splits
+def _cell_splits(splits: Any, cell: Cell) -> tuple[Any, str | None]:
+    """The cell's test sample of ``splits`` (an object, or a path read once per process).
 
-    path = str(Path(splits).resolve())
-    if path not in _SPLITS_CACHE:
-        loaded = Splits.load(path)
-        _SPLITS_CACHE[path] = (loaded, splits_fingerprint(loaded))
-    return _SPLITS_CACHE[path]
+    Returns the splits and, for a path, their fingerprint (None for an object).
+    """
+    from robustq.data import Splits, subsample_test
+
+    if not isinstance(splits, str | os.PathLike):
+        return subsample_test(splits, cell.test_limit, cell.test_seed), None
+    key = (str(Path(splits).resolve()), cell.test_limit, cell.test_seed)
+    if key not in _SPLITS_CACHE:
+        loaded = subsample_test(Splits.load(key[0]), cell.test_limit, cell.test_seed)
+        _SPLITS_CACHE[key] = (loaded, splits_fingerprint(loaded))
+    return _SPLITS_CACHE[key]
 
 
 def _cached_variant(variants_dir: str | os.PathLike[str], scheme: str) -> tuple[bytes, str]:
@@ -1017,21 +1060,42 @@ def run_cell(cell: Cell, variants_dir: str | os.PathLike[str], splits: Any) -> d
     """Run one cell: read its variant from ``variants_dir`` and return its row.
 
     ``splits`` is a :class:`~robustq.data.Splits` or the path of a splits
-    file. Files are read once per process and checked against the cell's
-    hashes (InputError if the variant or the splits changed since the
-    sweep was planned). The row holds the cell's columns, the ensemble's
-    seed-style scores (``accuracy_score``, ``balanced_accuracy_score``,
+    file (the cell's ``test_limit`` sample is taken from it). Files are
+    read once per process and checked against the cell's hashes
+    (InputError if the variant or the splits changed since the sweep was
+    planned). The row holds the cell's columns, the ensemble's seed-style
+    scores (``accuracy_score``, ``balanced_accuracy_score``,
     ``cohen_kappa_score``, ``Class_k``), the clean scores, degradation
-    (``delta_*``, ``flip_rate``, ``probability_shift``), member statistics,
-    how many tensors were targeted and changed, timings and library versions.
+    (``delta_*``, ``flip_rate``, ``probability_shift``), member statistics
+    (mean and population std over the perturbed members), how many tensors
+    were targeted and changed, timings and library versions.
     """
     blob, digest = _cached_variant(variants_dir, cell.scheme)
     if cell.variant_sha256 and digest != cell.variant_sha256:
         raise InputError(f"the {cell.scheme} variant changed since the sweep was planned")
-    data, splits_digest = _cached_splits(splits)
+    data, splits_digest = _cell_splits(splits, cell)
     if splits_digest is not None and cell.splits_sha256 and splits_digest != cell.splits_sha256:
         raise InputError("the splits file changed since the sweep was planned")
     return evaluate_cell(cell, blob, data)
+
+
+def _worker_init(driver: Any) -> None:
+    """Local worker start-up: exit as soon as the driver process is gone.
+
+    ``driver`` is the read end of a pipe whose only write end the driver
+    holds; it reads EOF when the driver exits for any reason (SIGKILL
+    included), and the worker then exits at once instead of waiting forever
+    for work that will never come.
+    """
+    import threading
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                driver.recv_bytes()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="robustq-driver-watch", daemon=True).start()
 
 
 def _worker_task(cell: Cell, variants_dir: str, splits_path: str) -> dict[str, Any]:
@@ -1270,9 +1334,12 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- executors
 EXECUTORS: tuple[str, ...] = ("local", "ray")
+"""Where cells run: local worker processes (or in-process for one job), or Ray tasks."""
+
+_OnRow = Callable[[dict[str, Any]], None]
 
 
-def _run_in_process(cells: Sequence[Cell], resolved: _Resolved, on_row: Callable) -> None:
+def _run_in_process(cells: Sequence[Cell], resolved: _Resolved, on_row: _OnRow) -> None:
     for cell in cells:
         on_row(evaluate_cell(cell, resolved.blobs[cell.scheme], resolved.splits))
 
@@ -1292,7 +1359,7 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def _run_local(cells: Sequence[Cell], resolved: _Resolved, jobs: int, on_row: Callable) -> None:
+def _run_local(cells: Sequence[Cell], resolved: _Resolved, jobs: int, on_row: _OnRow) -> None:
     """Run cells in ``jobs`` worker processes; the driver stores each row as it completes."""
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -1300,7 +1367,13 @@ def _run_local(cells: Sequence[Cell], resolved: _Resolved, jobs: int, on_row: Ca
         _run_in_process(cells, resolved, on_row)
         return
     workers = min(jobs, len(cells))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+    context = _mp_context()
+    # Workers watch the read end; the write end never leaves this process (fds are not
+    # inheritable), so its closing - on any exit, SIGKILL included - stops them.
+    watch, alive = context.Pipe(duplex=False)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(watch,)
+    )
     todo = iter(cells)
     pending: set[Future] = set()
     args = (str(resolved.variants_dir), str(resolved.splits_path))
@@ -1323,8 +1396,11 @@ def _run_local(cells: Sequence[Cell], resolved: _Resolved, jobs: int, on_row: Ca
             refill()
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
+        alive.close()  # stops the workers now, cells in flight included
         raise
     pool.shutdown(wait=True)
+    alive.close()
+    watch.close()
 
 
 def _ray_module() -> Any:
@@ -1342,7 +1418,7 @@ def _run_ray(
     resolved: _Resolved,
     jobs: int | None,
     address: str | None,
-    on_row: Callable,
+    on_row: _OnRow,
 ) -> None:
     """Run cells as Ray tasks (same :func:`evaluate_cell`); the driver stores each row.
 
@@ -1447,6 +1523,9 @@ def run_sweep(
     ``"ray"`` (tasks on the cluster at ``address``, or a local Ray instance
     with ``jobs`` CPUs). Each row is stored by this process as soon as its
     cell finishes, with a progress bar and ETA on stderr when ``progress``.
+    Local workers are started with ``forkserver`` (``spawn`` off POSIX), so,
+    as with any multiprocessing code, a script calling this with ``jobs`` > 1
+    needs the ``if __name__ == "__main__":`` guard.
     """
     started = time.perf_counter()
     if executor not in EXECUTORS:
@@ -1612,6 +1691,7 @@ def format_report(table: pd.DataFrame) -> str:
             keys.append(optional)
     columns = keys + [c for c in _REPORT_COLUMNS if c in table]
     view = table[columns].rename(columns=_REPORT_COLUMNS)
+    view["level"] = [f"{level:g}" for level in view["level"]]  # 1e-06, not 0.0000
     return view.to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
 

@@ -21,6 +21,7 @@ def test_run_demo_writes_every_artefact(tmp_path):
         schemes=("float32", "float16", "int8"),
         calibration_size=32,
         qat=QATConfig(epochs=1),
+        jobs=1,
     )
     messages: list[str] = []
     table = run_demo(tmp_path, config, log=messages.append)
@@ -38,5 +39,11 @@ def test_run_demo_writes_every_artefact(tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["train"]["epochs"] == 3 and saved["schemes"] == ["float32", "float16", "int8"]
     assert any("splits" in m for m in messages)
+    # the demo ends with a sweep and its report
+    assert (tmp_path / "sweep" / "results.sqlite").exists()
+    html = (tmp_path / "sweep" / "report.html").read_text()
+    assert "<img" in html and "verdict" in html.lower()
+    assert (tmp_path / "sweep" / "report.md").exists()
+    assert any(m.startswith("report:") for m in messages)
     # no temporary files left behind
     assert not list(tmp_path.rglob("*.tmp"))
