@@ -473,3 +473,35 @@ def test_cli_data_noise(tiny_variants_dir, tiny_splits_file, tiny_splits, tmp_pa
     assert bad.exit_code == 2 and "pa" in bad.output and not (tmp_path / "x.npz").exists()
     same = run("noise", tiny_splits_file, "--out", tiny_splits_file)
     assert same.exit_code == 2 and "overwrite" in same.output
+
+
+def test_cli_sweep_results_report(tiny_variants_dir, tiny_splits_file, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"variants: {tiny_variants_dir}\n"
+        f"splits: {tiny_splits_file}\n"
+        "schemes: [int8]\n"
+        "faults:\n  - name: gaussian\n    levels: [0, 0.2]\n"
+        "seeds: 2\n"
+        "ensemble:\n  copies: 0\n"
+    )
+    run_dir = tmp_path / "run"
+    first = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress")
+    assert first.exit_code == 0, first.output
+    assert "4 cells, 0 already done, 4 computed" in first.output
+    again = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress")
+    assert "4 cells, 4 already done, 0 computed" in again.output
+    result = run("results", run_dir, "--csv", tmp_path / "rows.csv")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "rows.csv")) == 4
+    report = run("report", run_dir, "--required", "gaussian=0.2", "--tolerance", "0.5")
+    assert report.exit_code == 0, report.output
+    assert (run_dir / "report.html").exists() and (run_dir / "report.md").exists()
+    assert "Fly int8" in report.output
+    spec.write_text(spec.read_text().replace("seeds: 2", "seeds: 3"))
+    changed = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress")
+    assert changed.exit_code == 2 and "extend" in changed.output
+    extended = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress", "--extend")
+    assert "6 cells, 4 already done, 2 computed" in extended.output
+    missing = run("report", tmp_path / "nowhere")
+    assert missing.exit_code == 2
