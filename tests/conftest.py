@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from robustq.convert import SCHEMES as TINY_SCHEMES  # noqa: E402  (every scheme)
@@ -73,3 +74,36 @@ def tiny_variants_dir(tmp_path_factory, tiny_model, tiny_splits) -> Path:
 def tiny_variants(tiny_variants_dir) -> dict[str, bytes]:
     """Scheme name -> TFLite bytes of the tiny model."""
     return {s: (tiny_variants_dir / f"{s}.tflite").read_bytes() for s in TINY_SCHEMES}
+
+
+@pytest.fixture(scope="session")
+def depthwise_keras():
+    """A tiny seeded tf_keras model with Conv2D, DepthwiseConv2D and Dense, non-zero biases.
+
+    Shared read-only: tests that perturb it work on clones.
+    """
+    from robustq._tf import tf_keras
+
+    keras = tf_keras()
+    init = keras.initializers
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=init.GlorotUniform(1)),
+            keras.layers.DepthwiseConv2D(
+                3,
+                depth_multiplier=2,
+                activation="relu",
+                depthwise_initializer=init.GlorotUniform(2),
+            ),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax", kernel_initializer=init.GlorotUniform(3)),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    weights = [
+        w if w.ndim > 1 else rng.normal(0, 0.05, w.shape).astype(np.float32)
+        for w in model.get_weights()
+    ]
+    model.set_weights(weights)
+    return model

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
+from robustq.convert import SCHEMES  # noqa: E402
 from robustq.errors import ConfigError, InputError
 from robustq.faults import FaultSpec
 from robustq.perturb import (
@@ -20,8 +21,6 @@ from robustq.perturb import (
 )
 from robustq.runtime import predict
 from robustq.tflite import TFLiteModel
-
-SCHEMES = ("float32", "float16", "dynamic_int8", "int8", "int8_per_tensor", "int16x8", "qat_int8")
 
 ALL_FAULTS = [
     FaultSpec("gaussian", {"std_factor": 0.1}),
@@ -59,42 +58,12 @@ def calibration(tiny_splits):
     return calibration_sample(tiny_splits.x_train, 64, 0)
 
 
-def depthwise_model():
-    """A tiny tf_keras model with Conv2D, DepthwiseConv2D and Dense, seeded, non-zero biases."""
-    from robustq._tf import tf_keras
-
-    keras = tf_keras()
-    init = keras.initializers
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=init.GlorotUniform(1)),
-            keras.layers.DepthwiseConv2D(
-                3,
-                depth_multiplier=2,
-                activation="relu",
-                depthwise_initializer=init.GlorotUniform(2),
-            ),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3, activation="softmax", kernel_initializer=init.GlorotUniform(3)),
-        ]
-    )
-    rng = np.random.default_rng(0)
-    model.set_weights(
-        [
-            w if w.ndim > 1 else rng.normal(0, 0.05, w.shape).astype(np.float32)
-            for w in model.get_weights()
-        ]
-    )
-    return model
-
-
 @pytest.fixture(scope="module")
-def depthwise():
+def depthwise(depthwise_keras):
     """The depthwise model, sample inputs, and its float32 and int8 variants."""
     from robustq.convert import to_tflite
 
-    model = depthwise_model()
+    model = depthwise_keras
     x = np.random.default_rng(1).random((64, 8, 8, 3), dtype=np.float32)
     return model, x, {s: to_tflite(model, s, x[:32]) for s in ("float32", "int8")}
 

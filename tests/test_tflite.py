@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from robustq.convert import SCHEMES  # noqa: E402
 from robustq.errors import ConfigError, InputError
 from robustq.tflite import (
     TFLiteModel,
@@ -16,44 +17,13 @@ from robustq.tflite import (
     weight_tensors,
 )
 
-SCHEMES = ("float32", "float16", "dynamic_int8", "int8", "int8_per_tensor", "int16x8", "qat_int8")
-
-
-def depthwise_model():
-    """A tiny tf_keras model with Conv2D, DepthwiseConv2D and Dense, seeded, non-zero biases."""
-    from robustq._tf import tf_keras
-
-    keras = tf_keras()
-    init = keras.initializers
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=init.GlorotUniform(1)),
-            keras.layers.DepthwiseConv2D(
-                3,
-                depth_multiplier=2,
-                activation="relu",
-                depthwise_initializer=init.GlorotUniform(2),
-            ),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3, activation="softmax", kernel_initializer=init.GlorotUniform(3)),
-        ]
-    )
-    rng = np.random.default_rng(0)
-    weights = [
-        w if w.ndim > 1 else rng.normal(0, 0.05, w.shape).astype(np.float32)
-        for w in model.get_weights()
-    ]
-    model.set_weights(weights)
-    return model
-
 
 @pytest.fixture(scope="module")
-def depthwise_variants():
+def depthwise_variants(depthwise_keras):
     """The depthwise model, calibration samples, and its float32 and int8 variants."""
     from robustq.convert import to_tflite
 
-    model = depthwise_model()
+    model = depthwise_keras
     x = np.random.default_rng(1).random((32, 8, 8, 3), dtype=np.float32)
     return model, x, {s: to_tflite(model, s, x) for s in ("float32", "int8")}
 
