@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -302,7 +303,7 @@ def test_rows_in_the_store(base_run, data_dir):
         noisy["probability_shift"], noisy["member_probability_shift_mean"], equal_nan=True
     )
     assert np.allclose(frame["delta_accuracy"], frame["accuracy_score"] - frame["clean_accuracy"])
-    with sqlite3.connect(base_run / RESULTS_FILE) as db:
+    with closing(sqlite3.connect(base_run / RESULTS_FILE)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM results").fetchone() == (
             12,
@@ -379,7 +380,7 @@ run_sweep(load_spec(sys.argv[1]), sys.argv[2], jobs=1, progress=False)
 
 def _stored_rows(db_path: Path) -> int:
     try:
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as db:
+        with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)) as db:
             return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     except sqlite3.Error:  # not created yet
         return 0
@@ -415,7 +416,7 @@ def test_sigkill_loses_only_cells_in_flight(tmp_path, data_dir):
     first = _kill_after(spec_file, run, 1, total)
     second = _kill_after(spec_file, run, first + 2, total)
     assert second >= first + 2
-    with sqlite3.connect(run / RESULTS_FILE) as db:
+    with closing(sqlite3.connect(run / RESULTS_FILE)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     summary = run_sweep(load_spec(spec_file), run, jobs=1, progress=False)
     assert summary.skipped >= second and summary.skipped + summary.computed == total
