@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 
 import numpy as np
@@ -208,8 +209,12 @@ def test_missing_file_and_unknown_extension(tmp_path, cube_and_gt):
 
 def test_pickled_npy_is_refused(tmp_path):
     path = tmp_path / "evil.npy"
-    # The one place robustq's code base writes a pickle: the malicious input itself.
-    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    # The malicious input, written the way np.save writes object arrays: an .npy header
+    # declaring dtype object, then a pickle (the one pickle in the code base).
+    with open(path, "wb") as handle:
+        header = {"descr": "|O", "fortran_order": False, "shape": (1,)}
+        np.lib.format.write_array_header_1_0(handle, header)
+        pickle.dump(np.array([{"a": 1}], dtype=object), handle, protocol=3)
     np.save(tmp_path / "gt.npy", np.ones((2, 2), dtype=int))
     with pytest.raises(InputError, match="contains pickled objects; robustq never unpickles"):
         load_cube_scene(path, tmp_path / "gt.npy")
