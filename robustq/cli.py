@@ -513,7 +513,10 @@ def edge(
     limit: Annotated[int, typer.Option(help="Stratified test subset, 0 = all.")] = 0,
     seed: int = 0,
 ) -> None:
-    """Evaluate a model under edge interpreter configurations, its footprint and target ops."""
+    """Evaluate a model under edge interpreter configurations, its footprint and target ops.
+
+    Saved under ``SWEEP_RUN/edge/<name>``, the tables appear in that run's report.
+    """
     from robustq.data import Splits, subsample_test
     from robustq.edge import check_target, evaluate_edge, footprint, parse_configs, save_edge
 

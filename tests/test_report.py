@@ -431,3 +431,22 @@ def test_page_renders_in_headless_chromium(base_report, tmp_path):
     assert pixels.shape[:2] == (4000, 1280)
     assert pixels.std() > 0.05  # text and figures, not a blank page
     assert "Uncaught" not in log and "ERROR:CONSOLE" not in log, log[-2000:]
+
+
+def test_edge_section_only_with_edge_outputs(
+    base_run, base_report, tmp_path, tiny_splits, tiny_variants
+):
+    """`robustq edge --out RUN_DIR/edge/<name>` outputs appear as their own section."""
+    from robustq.edge import check_target, evaluate_edge, footprint, save_edge
+
+    assert "edge" not in base_report.sections
+    run = tmp_path / "run"
+    shutil.copytree(base_run, run, symlinks=True, ignore=shutil.ignore_patterns("*.lock"))
+    blob = tiny_variants["int8"]
+    result = evaluate_edge(blob, tiny_splits, "default,reference", latency_calls=5)
+    save_edge(run / "edge" / "int8", result, footprint(blob), [check_target(blob, "micro")])
+    report = build_report(run, tmp_path / "report.html", required={"gaussian": 0.1})
+    assert "edge" in report.sections
+    page = (tmp_path / "report.html").read_text()
+    assert section_ids(page).index("edge") < section_ids(page).index("training")
+    assert "tflite_micro" in page and "latency_median_ms" in page and "CONV_2D" in page

@@ -16,6 +16,7 @@ section                 needs
 ``layers``              layer-wise cells (``layerwise: true``)
 ``confusion``           the variants and splits files, unchanged since the sweep
 ``maps``                the same, and splits from a cube (``splits.shape`` set)
+``edge``                ``RUN_DIR/edge/<name>/`` folders written by ``robustq edge``
 ``training``            a ``training_metrics.csv`` (see below)
 ======================  =========================================================
 
@@ -85,9 +86,13 @@ SECTIONS: tuple[str, ...] = (
     "layers",
     "confusion",
     "maps",
+    "edge",
     "training",
 )
 """Every section the report can hold, in page order."""
+
+EDGE_FOLDER = "edge"
+"""Sub-folder of the run folder holding ``robustq edge --out RUN_DIR/edge/<name>`` outputs."""
 
 TRAINING_FILE = "training_metrics.csv"
 
@@ -617,6 +622,7 @@ _TITLES = {
     "layers": "Per-layer sensitivity",
     "confusion": "Confusion matrices",
     "maps": "Classification maps",
+    "edge": "Edge interpreter and targets",
     "training": "Training curve",
 }
 
@@ -839,6 +845,9 @@ def build_report(
             sections["training"] = f"<p>From {_esc(art.training_csv)}.{_esc(best)}</p>" + _image(
                 figure, "training curve"
             )
+    edge = _edge_section(art.run_dir / EDGE_FOLDER, notes)
+    if edge:
+        sections["edge"] = edge
     if notes != list(art.notes):
         extra = "".join(f'<li class="note">{_esc(n)}</li>' for n in notes[len(art.notes) :])
         sections["identity"] = sections["identity"].replace(
@@ -854,6 +863,48 @@ def build_report(
         sections=order,
         verdict=result,
         notes=tuple(notes),
+    )
+
+
+_EDGE_FILES = (
+    ("edge.csv", "Kernel and thread configurations against the reference kernels"),
+    ("footprint.csv", "Footprint"),
+    ("compat.csv", "Target compatibility"),
+)
+
+
+def _edge_section(folder: Path, notes: list[str]) -> str:
+    """Tables of every ``robustq edge`` output folder below ``folder`` ("" when there is none).
+
+    Each sub-folder (one per evaluated model, e.g. ``edge/int8``) contributes
+    its ``edge.csv``, ``footprint.csv`` and ``compat.csv`` as tables; an
+    unreadable file becomes a note instead of failing the report.
+    """
+    if not folder.is_dir():
+        return ""
+    parts = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        tables = []
+        for name, caption in _EDGE_FILES:
+            path = sub / name
+            if not path.is_file():
+                continue
+            try:
+                table = pd.read_csv(path)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                notes.append(f"edge table {path} not shown: {exc}")
+                continue
+            tables.append(f"<p class='caption'>{_esc(caption)} ({_esc(name)})</p>")
+            tables.append(_html_table(table, {}))
+        if tables:
+            parts.append(f"<h3>{_esc(sub.name)}</h3>" + "".join(tables))
+    if not parts:
+        return ""
+    return (
+        "<p>From <code>robustq edge</code> runs saved under "
+        f"{_esc(folder)}: agreement and latency per interpreter configuration, the "
+        "model's footprint, and the ops that would block deployment on each target.</p>"
+        + "".join(parts)
     )
 
 
