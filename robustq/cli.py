@@ -75,7 +75,7 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def fault_spec(name: str, options: dict[str, Any], params: list[str] | None) -> Any:
+def fault_spec(name: str, params: list[str] | None, **options: Any) -> Any:
     """Build a FaultSpec from the named CLI options that were given plus ``--param k=v`` pairs."""
     from robustq.faults import FaultSpec
 
@@ -367,15 +367,13 @@ def evaluate(
         )
         spec = fault_spec(
             fault,
-            {
-                "std_factor": std_factor,
-                "std": std,
-                "mean": mean,
-                "ber": ber,
-                "fraction": fraction,
-                "bits": bits,
-            },
             param,
+            std_factor=std_factor,
+            std=std,
+            mean=mean,
+            ber=ber,
+            fraction=fraction,
+            bits=bits,
         )
         selection = targets_from(target_names, target_ops, target_role, target_layer)
     rows = []
@@ -450,15 +448,13 @@ def perturb(
     guard_outputs([out, record_path], [model])
     spec = fault_spec(
         fault,
-        {
-            "std_factor": std_factor,
-            "std": std,
-            "mean": mean,
-            "ber": ber,
-            "fraction": fraction,
-            "bits": bits,
-        },
         param,
+        std_factor=std_factor,
+        std=std,
+        mean=mean,
+        ber=ber,
+        fraction=fraction,
+        bits=bits,
     )
     selection = targets_from(target_names, target_ops, target_role, target_layer)
     result = perturb_model(model.read_bytes(), spec, selection, seed)
