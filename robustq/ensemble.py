@@ -112,6 +112,40 @@ def vote_classifier(voter: Any, probabilities: np.ndarray, n_classes: int) -> np
 
 
 @dataclass(frozen=True)
+class CleanPrediction:
+    """The clean variant's class probabilities on a split's test (and train) samples.
+
+    What :func:`evaluate_ensemble` compares its members with. Computed by
+    :func:`predict_clean`; a caller that evaluates many ensembles of the same
+    variant on the same data (a sweep) computes it once and passes it in.
+    ``train`` is None unless a stacking voter needs it; ``seconds`` is the
+    test inference time.
+    """
+
+    test: np.ndarray
+    train: np.ndarray | None
+    seconds: float
+
+
+def predict_clean(
+    model_bytes: bytes, splits: Any, config: EnsembleConfig | None = None
+) -> CleanPrediction:
+    """Run the clean variant on the test split (and the train split for a stacking voter).
+
+    Uses ``config``'s batch size, threads and kernels; the training split is
+    predicted only when ``config.voting == "classifier"``.
+    """
+    config = config or EnsembleConfig()
+    test = predict(model_bytes, splits.x_test, config.batch_size, config.threads, config.kernels)
+    train = None
+    if config.voting == "classifier":
+        train = predict(
+            model_bytes, splits.x_train, config.batch_size, config.threads, config.kernels
+        ).probabilities
+    return CleanPrediction(test=test.probabilities, train=train, seconds=test.seconds)
+
+
+@dataclass(frozen=True)
 class EnsembleResult:
     """An ensemble's scores, its members' rows and the clean baseline it is compared with."""
 
@@ -169,31 +203,37 @@ def evaluate_ensemble(
     fault: Any,
     config: EnsembleConfig | None = None,
     targets: Any = None,
+    clean: CleanPrediction | None = None,
 ) -> EnsembleResult:
     """Evaluate an ensemble of perturbed copies of a variant against its clean baseline.
 
     Members = the clean variant (when ``config.include_clean``) + ``config.copies``
     copies perturbed with ``fault`` (a FaultSpec, dict or name) on
     ``targets``, seeded from ``config.seed`` (independent streams per member).
-    Returns the ensemble's seed-style metrics with degradation columns, one
-    row per member, and the ensemble's confusion matrix.
+    ``clean`` is the clean variant's prediction on these very splits (from
+    :func:`predict_clean`, with the same config) when the caller has it;
+    otherwise it is computed here. Returns the ensemble's seed-style metrics
+    with degradation columns, one row per member, and the ensemble's
+    confusion matrix.
     """
     from robustq.perturb import members as perturbed_members
 
     config = config or EnsembleConfig()
     started = time.perf_counter()
     need_train = config.voting == "classifier"
+    if clean is None or (need_train and clean.train is None):
+        clean = predict_clean(model_bytes, splits, config)
+    if len(clean.test) != len(splits.y_test):
+        raise ConfigError(
+            f"the clean prediction has {len(clean.test)} test samples, the splits "
+            f"{len(splits.y_test)}: it was computed on other data"
+        )
 
     def run(blob: bytes) -> tuple[np.ndarray, np.ndarray | None, float]:
-        test = predict(blob, splits.x_test, config.batch_size, config.threads, config.kernels)
-        train = None
-        if need_train:
-            train = predict(
-                blob, splits.x_train, config.batch_size, config.threads, config.kernels
-            ).probabilities
-        return test.probabilities, train, test.seconds
+        prediction = predict_clean(blob, splits, config)
+        return prediction.test, prediction.train, prediction.seconds
 
-    clean_test, clean_train, clean_seconds = run(model_bytes)
+    clean_test, clean_train, clean_seconds = clean.test, clean.train, clean.seconds
     clean_labels = clean_test.argmax(axis=1)
     clean_scores = score(splits.y_test, clean_labels, splits.n_classes)
     test_probs: list[np.ndarray] = []
@@ -219,7 +259,9 @@ def evaluate_ensemble(
         add_member("clean", clean_test, clean_train, clean_seconds)
     if config.copies:
         for index, result in enumerate(
-            perturbed_members(model_bytes, fault, config.copies, config.seed, targets)
+            perturbed_members(
+                model_bytes, fault, config.copies, config.seed, targets, config.threads
+            )
         ):
             test, train, seconds = run(result.model_bytes)
             add_member(f"copy_{index}", test, train, seconds)

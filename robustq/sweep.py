@@ -18,10 +18,12 @@ back; they never re-run a model.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import math
 import os
@@ -46,6 +48,7 @@ from robustq.fileio import atomic_write, write_csv, write_json
 __all__ = [
     "DEFAULT_PARAMETERS",
     "EXECUTORS",
+    "NO_DATA_NOISE",
     "RESULTS_FILE",
     "VOLATILE_COLUMNS",
     "Cell",
@@ -55,6 +58,8 @@ __all__ = [
     "SweepSpec",
     "SweepSummary",
     "aggregate",
+    "cell_data",
+    "data_noise_seed",
     "evaluate_cell",
     "export",
     "format_report",
@@ -97,9 +102,11 @@ cell waited for a core (other processes on the machine).
 """
 
 # Columns identifying a cell; aggregate() groups by them without the per-seed ones.
-_SEED_COLUMNS = ("key", "repeat", "seed")
+_SEED_COLUMNS = ("key", "repeat", "seed", "data_noise_seed")
 _GROUP_COLUMNS = (
     "scheme",
+    "data_noise",
+    "data_noise_label",
     "fault",
     "parameter",
     "level",
@@ -118,6 +125,10 @@ _GROUP_COLUMNS = (
     "splits_sha256",
 )
 _TEXT_COLUMNS = ("changed_unit", "worker", "finished_at")
+NO_DATA_NOISE = "none"
+"""The ``data_noise_label`` of cells evaluated on the test data as stored (no acquisition noise)."""
+# Clean predictions kept per process (one per variant x data condition x repeat's noise draw).
+_CLEAN_CACHE_SIZE = 16
 _STORE_FORMAT = "robustq-sweep"
 _STORE_VERSION = 1
 _KEY_VERSION = 1
@@ -134,6 +145,7 @@ _SPEC_KEYS = (
     "kernels",
     "batch_size",
     "test_limit",
+    "data_noise",
 )
 _REQUIRED_SPEC_KEYS = ("variants", "splits", "schemes", "faults")
 _FAULT_KEYS = ("name", "parameter", "levels", "params")
@@ -388,7 +400,13 @@ class SweepSpec:
     mode only its ``role``); ``kernels`` and ``batch_size`` go to the
     interpreter; ``test_limit`` > 0 evaluates every cell on the same
     class-stratified sample of that many test samples (drawn with ``seed``,
-    as the demo's summary does; 0 = the whole test split). Everything is
+    as the demo's summary does; 0 = the whole test split). ``data_noise`` is
+    the acquisition-noise axis: a list of data conditions, each ``None``
+    (the test data as stored) or a :class:`~robustq.acquisition.DataNoise`
+    (or its dict) applied to the test sample only; every weight-fault cell is
+    run under every condition. Each repeat draws its own noise
+    (:func:`data_noise_seed`), shared by all schemes, faults and levels of
+    that repeat, so they are compared on identical noisy data. Everything is
     validated at construction (ConfigError).
     """
 
@@ -404,6 +422,7 @@ class SweepSpec:
     kernels: str = "default"
     batch_size: int = 1024
     test_limit: int = 0
+    data_noise: tuple[Any, ...] = (None,)
 
     def __post_init__(self) -> None:
         from robustq.convert import SCHEMES
@@ -492,6 +511,7 @@ class SweepSpec:
             raise ConfigError(
                 f"sweep spec: test_limit must be an integer >= 0 ({self.test_limit!r})"
             )
+        object.__setattr__(self, "data_noise", _data_conditions(self.data_noise))
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a plain, JSON-able dict (the inverse of :meth:`from_dict`)."""
@@ -508,6 +528,7 @@ class SweepSpec:
             "kernels": self.kernels,
             "batch_size": self.batch_size,
             "test_limit": self.test_limit,
+            "data_noise": [None if n is None else n.to_dict() for n in self.data_noise],
         }
 
     @classmethod
@@ -534,6 +555,8 @@ class SweepSpec:
         values["faults"] = tuple(faults)
         if "ensemble" in values and isinstance(values["ensemble"], list):
             values["ensemble"] = tuple(values["ensemble"])
+        if "data_noise" in values and isinstance(values["data_noise"], list):
+            values["data_noise"] = tuple(values["data_noise"])
         schemes = values["schemes"]
         if not isinstance(schemes, str | list | tuple):
             raise ConfigError(f"sweep spec: schemes must be a list of names (got {schemes!r})")
@@ -548,7 +571,48 @@ class SweepSpec:
         """
         data = self.to_dict()
         del data["variants"], data["splits"], data["batch_size"]
+        if self.data_noise == (None,):
+            del data["data_noise"]  # the default: runs from before the axis existed still resume
         return data
+
+
+def _data_conditions(value: Any) -> tuple[Any, ...]:
+    """Validate the spec's ``data_noise`` list: None / "none" entries or DataNoise (dicts)."""
+    from robustq.acquisition import DataNoise
+
+    entries = (value,) if value is None or isinstance(value, Mapping | DataNoise | str) else value
+    if not isinstance(entries, list | tuple):
+        raise ConfigError(
+            "sweep spec: data_noise must be a list of null or {name, ...} entries "
+            f"(got {value!r})"
+        )
+    if not entries:
+        raise ConfigError("sweep spec: data_noise is an empty list (use [null] for clean data)")
+    checked: list[Any] = []
+    labels: list[str] = []
+    for index, entry in enumerate(entries):
+        if entry is None or (isinstance(entry, str) and entry.lower() == NO_DATA_NOISE):
+            noise = None
+        elif isinstance(entry, DataNoise):
+            noise = entry
+        elif isinstance(entry, Mapping):
+            try:
+                noise = DataNoise.from_dict(entry)
+            except (ConfigError, TypeError) as exc:
+                raise ConfigError(f"sweep spec: data_noise[{index}]: {exc}") from None
+        else:
+            raise ConfigError(
+                f"sweep spec: data_noise[{index}] must be null or a mapping with a name "
+                f"(got {entry!r})"
+            )
+        label = NO_DATA_NOISE if noise is None else noise.label
+        if label in labels:
+            raise ConfigError(
+                f"sweep spec: data_noise[{index}] repeats an earlier condition ({label})"
+            )
+        labels.append(label)
+        checked.append(noise)
+    return tuple(checked)
 
 
 def _located(exc: ConfigError, where: str) -> str:
@@ -585,7 +649,8 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
     Keys: ``variants``, ``splits``, ``schemes``, ``faults`` (a list of
     ``{name, levels, parameter?, params?}``) are required; ``seeds``,
     ``seed``, ``ensemble`` (a mapping or a list of them), ``layerwise``,
-    ``targets``, ``kernels`` and ``batch_size`` are optional (see
+    ``targets``, ``kernels``, ``batch_size``, ``test_limit`` and
+    ``data_noise`` (a list of null or ``{name, std, pa, ...}``) are optional (see
     :class:`SweepSpec`). Relative paths are relative to the spec file's
     folder. A missing file is an InputError; malformed text, an unknown
     key, scheme or fault, an empty level list or a negative level is a
@@ -629,8 +694,12 @@ class Cell:
     ``classifier_params`` and ``targets`` are canonical JSON; ``test_limit``
     and ``test_seed`` pick the test sample (see :class:`SweepSpec`); the two
     ``*_sha256`` fields pin the exact variant bytes and split arrays read.
+    ``data_noise`` is the canonical JSON of the acquisition noise applied to
+    that sample ("" for none) and ``data_noise_seed`` its seed.
     ``key`` hashes every field that can change the cell's result (all of
-    them but ``batch_size``), so equal keys mean equal rows.
+    them but ``batch_size``; the two data-noise fields only when there is
+    noise, so keys of runs without the axis are unchanged), so equal keys
+    mean equal rows.
     """
 
     scheme: str
@@ -652,11 +721,16 @@ class Cell:
     variant_sha256: str = ""
     splits_sha256: str = ""
     batch_size: int = 1024
+    data_noise: str = ""
+    data_noise_seed: int = 0
 
     @functools.cached_property
     def key(self) -> str:
         """A stable 32-hex-digit content hash of the cell (the results store's primary key)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "batch_size"}
+        skip = {"batch_size"}
+        if not self.data_noise:
+            skip |= {"data_noise", "data_noise_seed"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         data["key_version"] = _KEY_VERSION
         return _sha256(_canonical(data))[:32]
 
@@ -664,12 +738,26 @@ class Cell:
     def label(self) -> str:
         """A short human-readable name, e.g. ``int8 gaussian std_factor=0.1 repeat=2``."""
         parts = [self.scheme, self.fault, f"{self.parameter}={self.level:g}"]
+        if self.data_noise:
+            parts.append(f"data={self.noise_label}")
         if self.layer is not None:
             parts.append(f"layer={self.layer}")
         if self.copies:
             parts.append(f"copies={self.copies}/{self.voting}")
         parts.append(f"repeat={self.repeat}")
         return " ".join(parts)
+
+    def noise(self) -> Any:
+        """The cell's :class:`~robustq.acquisition.DataNoise` on the test data, or None."""
+        from robustq.acquisition import DataNoise
+
+        return DataNoise.from_dict(json.loads(self.data_noise)) if self.data_noise else None
+
+    @property
+    def noise_label(self) -> str:
+        """The data condition's short name: the noise's label, or ``none``."""
+        noise = self.noise()
+        return NO_DATA_NOISE if noise is None else noise.label
 
     def fault_spec(self) -> Any:
         """The cell's :class:`~robustq.faults.FaultSpec` (fixed parameters + the level)."""
@@ -716,6 +804,9 @@ class Cell:
         return {
             "key": self.key,
             "scheme": self.scheme,
+            "data_noise": self.data_noise,
+            "data_noise_label": self.noise_label,
+            "data_noise_seed": self.data_noise_seed,
             "fault": self.fault,
             "parameter": self.parameter,
             "level": self.level,
@@ -748,6 +839,18 @@ def repeat_seed(seed: int, repeat: int) -> int:
     """
     state = np.random.SeedSequence(int(seed), spawn_key=(int(repeat),)).generate_state(1)
     return int(state[0])
+
+
+def data_noise_seed(seed: int, repeat: int) -> int:
+    """The data-noise seed of repeat ``repeat``: the second 32-bit word of its SeedSequence.
+
+    :func:`repeat_seed` is the first word of the same state, so the test data's
+    noise and the weights' faults of a repeat come from independent streams
+    (never the same seed fed to both), and every scheme, fault and level of
+    the repeat sees the same noisy data.
+    """
+    state = np.random.SeedSequence(int(seed), spawn_key=(int(repeat),)).generate_state(2)
+    return int(state[1])
 
 
 def splits_fingerprint(splits: Any) -> str:
@@ -839,14 +942,16 @@ def _resolve(spec: SweepSpec) -> _Resolved:
 
 
 def _cells(resolved: _Resolved) -> list[Cell]:
-    """The grid in its fixed order: scheme, fault, layer, level, ensemble setting, repeat."""
+    """The grid in its fixed order: scheme, data noise, fault, layer, level, ensemble, repeat."""
     spec = resolved.spec
     seeds = [repeat_seed(spec.seed, repeat) for repeat in range(spec.seeds)]
+    noise_seeds = [data_noise_seed(spec.seed, repeat) for repeat in range(spec.seeds)]
+    conditions = ["" if n is None else _canonical(n.to_dict()) for n in spec.data_noise]
     targets = spec.targets.to_dict()
     targets.pop("layer", None)
     targets_json = _canonical(targets)
     cells: list[Cell] = []
-    for scheme in spec.schemes:
+    for scheme, condition in itertools.product(spec.schemes, conditions):
         layers: Sequence[int | None] = resolved.layers[scheme] if spec.layerwise else (None,)
         for entry in spec.faults:
             fixed = _canonical(entry.fixed_params())
@@ -875,6 +980,8 @@ def _cells(resolved: _Resolved) -> list[Cell]:
                                     variant_sha256=resolved.hashes[scheme],
                                     splits_sha256=resolved.splits_sha256,
                                     batch_size=spec.batch_size,
+                                    data_noise=condition,
+                                    data_noise_seed=noise_seeds[repeat] if condition else 0,
                                 )
                             )
     seen: dict[str, Cell] = {}
@@ -965,21 +1072,86 @@ def _layer_name(model_bytes: bytes, layer: int | None) -> str | None:
     return weights[0].name if weights else None
 
 
+def cell_data(cell: Cell, splits: Any) -> Any:
+    """The data a cell is evaluated on: ``splits`` with the cell's acquisition noise on test.
+
+    ``splits`` is the cell's clean test sample; without data noise it is
+    returned as is, otherwise a copy whose test samples are noised with
+    :func:`~robustq.acquisition.apply_to_splits` (seed ``data_noise_seed``).
+    Training and validation data stay clean (a stacking voter learns from
+    clean training predictions).
+    """
+    from robustq.acquisition import apply_to_splits
+
+    noise = cell.noise()
+    if noise is None:
+        return splits
+    return apply_to_splits(splits, noise, ("test",), seed=cell.data_noise_seed)
+
+
+# Per-process cache of clean predictions, keyed by what determines them (see _clean_prediction).
+_CLEAN_CACHE: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+
+
+def _clean_prediction(cell: Cell, model_bytes: bytes, splits: Any, config: Any) -> Any:
+    """The clean variant's prediction on the cell's data, computed once per process and input.
+
+    Every cell of a scheme under one data condition (and repeat, when the
+    data is noised) compares against the same clean output, so it is cached
+    (LRU, :data:`_CLEAN_CACHE_SIZE` entries). The key is the variant's and
+    the clean splits' hashes, the data noise and its seed, the kernels and
+    whether the training split is needed; a cell without both hashes (built
+    by hand) is never cached. Inference with one thread is deterministic, so
+    a cached prediction is the one the cell would compute.
+    """
+    from robustq.ensemble import predict_clean
+
+    if not (cell.variant_sha256 and cell.splits_sha256) or _CLEAN_CACHE_SIZE <= 0:
+        return None
+    key = (
+        cell.variant_sha256,
+        cell.splits_sha256,
+        cell.data_noise,
+        cell.data_noise_seed,
+        cell.kernels,
+        config.voting == "classifier",
+    )
+    if key in _CLEAN_CACHE:
+        _CLEAN_CACHE.move_to_end(key)
+        return _CLEAN_CACHE[key]
+    prediction = predict_clean(model_bytes, splits, config)
+    _CLEAN_CACHE[key] = prediction
+    while len(_CLEAN_CACHE) > _CLEAN_CACHE_SIZE:
+        _CLEAN_CACHE.popitem(last=False)
+    return prediction
+
+
 def evaluate_cell(cell: Cell, model_bytes: bytes, splits: Any) -> dict[str, Any]:
     """Evaluate one cell on given variant bytes and splits and return its row (a plain dict).
 
     The pure core of :func:`run_cell`, used by every executor: ``splits``
-    is used as given (already the cell's test sample). Raises InputError
-    when the bytes are not the variant the cell was planned for (its
-    ``variant_sha256``).
+    is the cell's clean test sample; the cell's data noise, if any, is
+    applied here (:func:`cell_data`). The clean model's prediction is cached
+    per process (the result does not depend on it being cached). Raises
+    InputError when the bytes or the splits are not those the cell was
+    planned for (its ``variant_sha256`` / ``splits_sha256``).
     """
     from robustq.ensemble import evaluate_ensemble
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if cell.variant_sha256 and _sha256(model_bytes) != cell.variant_sha256:
         raise InputError(f"the {cell.scheme} variant changed since the sweep was planned")
+    if cell.splits_sha256 and splits_fingerprint(splits) != cell.splits_sha256:
+        raise InputError("the splits changed since the sweep was planned")
+    data = cell_data(cell, splits)
+    config = cell.ensemble_config()
     result = evaluate_ensemble(
-        model_bytes, splits, cell.fault_spec(), cell.ensemble_config(), cell.selection()
+        model_bytes,
+        data,
+        cell.fault_spec(),
+        config,
+        cell.selection(),
+        clean=_clean_prediction(cell, model_bytes, data, config),
     )
     metrics = result.metrics.iloc[0]
     perturbed = result.members[result.members["member"] != "clean"]
@@ -1284,6 +1456,12 @@ class ResultsStore:
             row["finished_at"] = finished_at
             rows.append(row)
         frame = pd.DataFrame(rows)
+        if not frame.empty:
+            # rows stored before the data-noise axis existed were on the data as stored
+            for column, value in (("data_noise", ""), ("data_noise_label", NO_DATA_NOISE)):
+                frame[column] = frame[column].fillna(value) if column in frame else value
+            if "data_noise_seed" not in frame:
+                frame["data_noise_seed"] = 0
         if "layer" in frame:
             frame["layer"] = frame["layer"].astype("Int64")
         return frame
@@ -1679,13 +1857,15 @@ _REPORT_COLUMNS = {
 def format_report(table: pd.DataFrame) -> str:
     """A compact text view of an :func:`aggregate` table (the ``robustq results`` printout).
 
-    One line per cell: scheme, fault, parameter, level (layer and ensemble
-    when they vary), seeds, mean OA and its std, mean delta OA and kappa,
+    One line per cell: scheme, fault, parameter, level (data noise, layer and
+    ensemble when they vary), seeds, mean OA and its std, mean delta OA and kappa,
     mean flip rate.
     """
     if table.empty:
         return "(no finished cells)"
     keys = ["scheme", "fault", "parameter", "level"]
+    if "data_noise_label" in table and table["data_noise_label"].nunique(dropna=True) > 1:
+        keys.insert(1, "data_noise_label")
     for optional in ("layer", "copies", "voting"):
         if optional in table and table[optional].nunique(dropna=True) > 1:
             keys.append(optional)

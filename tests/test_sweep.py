@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from robustq.acquisition import DataNoise, apply_to_splits
 from robustq.errors import ConfigError, InputError
 from robustq.sweep import (
     RESULTS_FILE,
@@ -29,6 +30,8 @@ from robustq.sweep import (
     ResultsStore,
     SweepSpec,
     aggregate,
+    cell_data,
+    data_noise_seed,
     export,
     format_report,
     grid,
@@ -42,6 +45,7 @@ from robustq.sweep import (
     splits_fingerprint,
 )
 
+NOISE = {"name": "gaussian", "std": 1.0, "pa": 0.5, "pb": 1.0}
 BASE_FAULTS = [
     {"name": "gaussian", "levels": [0, 0.2]},
     {"name": "bitflip", "levels": [1e-3]},
@@ -128,6 +132,14 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
         ({"targets": {"role": "kernels"}}, "target role"),
         ({"kernels": "fastest"}, "unknown kernels"),
         ({"test_limit": -5}, "test_limit"),
+        ({"data_noise": []}, "data_noise is an empty list"),
+        ({"data_noise": [None, {"name": "salt"}]}, r"data_noise\[1\]: unknown data noise 'salt'"),
+        ({"data_noise": [{"name": "gaussian", "pa": 2}]}, r"pa must be in \[0, 1\]"),
+        ({"data_noise": [{"name": "gaussian", "std": -1}]}, "std must be >= 0"),
+        ({"data_noise": [{"name": "shot", "lam": 3}]}, "unknown parameter"),
+        ({"data_noise": [{"std": 1}]}, "needs a 'name'"),
+        ({"data_noise": [None, "none"]}, r"data_noise\[1\] repeats an earlier condition"),
+        ({"data_noise": [5]}, "must be null or a mapping"),
     ],
 )
 def test_spec_validation_errors(tmp_path, changes, message):
@@ -194,6 +206,29 @@ def test_spec_file_errors(tmp_path):
         load_spec(unknown)
 
 
+def test_data_noise_in_yaml_and_toml(tmp_path):
+    yaml_file = tmp_path / "spec.yaml"
+    yaml_file.write_text(
+        "variants: v\nsplits: s.npz\nschemes: [int8]\n"
+        "faults: [{name: gaussian, levels: [0]}]\n"
+        "data_noise:\n  - null\n  - {name: gaussian, std: 1, pa: 0.1, pb: 1}\n"
+    )
+    toml_file = tmp_path / "spec.toml"
+    toml_file.write_text(
+        'variants = "v"\nsplits = "s.npz"\nschemes = ["int8"]\n'
+        'data_noise = ["none", {name = "gaussian", std = 1.0, pa = 0.1, pb = 1.0}]\n'
+        '[[faults]]\nname = "gaussian"\nlevels = [0]\n'
+    )
+    from_yaml, from_toml = load_spec(yaml_file), load_spec(toml_file)
+    assert from_yaml == from_toml
+    assert from_yaml.data_noise == (None, DataNoise("gaussian", std=1.0, pa=0.1, pb=1.0))
+    assert SweepSpec.from_dict(from_yaml.to_dict()) == from_yaml
+    # the default (clean data only) leaves the run identity of older runs unchanged
+    assert "data_noise" in from_yaml.fingerprint_fields()
+    plain = SweepSpec.from_dict({**from_yaml.to_dict(), "data_noise": [None]})
+    assert "data_noise" not in plain.fingerprint_fields()
+
+
 def test_example_spec_is_valid():
     spec = load_spec(Path(__file__).parent.parent / "examples" / "sweep.yaml")
     assert spec.schemes == ("float32", "float16", "int8", "int16x8")
@@ -251,6 +286,36 @@ def test_grid_is_the_product_of_its_axes(data_dir):
     assert Cell(**{**cell.to_dict(), "batch_size": 7}).key == cell.key
     assert Cell(**{**cell.to_dict(), "level": 0.3}).key != cell.key
     assert Cell(**{**cell.to_dict(), "variant_sha256": "0" * 64}).key != cell.key
+
+
+def test_data_noise_is_an_axis_of_the_grid(data_dir):
+    plain = grid(make_spec(data_dir))
+    cells = grid(make_spec(data_dir, data_noise=[None, NOISE]))
+    assert len(cells) == 2 * len(plain)
+    assert len({c.key for c in cells}) == len(cells)
+    clean = [c for c in cells if not c.data_noise]
+    noisy = [c for c in cells if c.data_noise]
+    # clean-data cells are exactly the cells of a run without the axis (same keys: it resumes)
+    assert [c.key for c in clean] == [c.key for c in plain]
+    assert all(c.data_noise_seed == 0 and c.noise() is None for c in clean)
+    # order: scheme, then data condition, then the fault grid
+    assert [(c.scheme, bool(c.data_noise)) for c in cells[:: len(plain) // 2]] == [
+        ("float32", False),
+        ("float32", True),
+        ("int8", False),
+        ("int8", True),
+    ]
+    # one noise draw per repeat, shared by every scheme, fault and level of that repeat,
+    # from a stream independent of the weight faults' seed
+    assert {(c.repeat, c.data_noise_seed) for c in noisy} == {
+        (r, data_noise_seed(0, r)) for r in range(2)
+    }
+    assert {c.data_noise_seed for c in noisy}.isdisjoint({c.seed for c in cells})
+    assert all(c.noise() == DataNoise.from_dict(NOISE) for c in noisy)
+    assert "data=gaussian(" in noisy[0].label
+    cell = noisy[0]
+    assert Cell(**{**cell.to_dict(), "data_noise_seed": 1}).key != cell.key
+    assert Cell(**{**cell.to_dict(), "data_noise": ""}).key in {c.key for c in clean}
 
 
 def test_layerwise_grid_has_one_cell_per_layer(data_dir, tiny_variants):
@@ -562,3 +627,92 @@ def test_layerwise_cells_touch_one_layer_and_build_a_table(tmp_path, data_dir, t
     assert differ == {2}
     with pytest.raises(ConfigError, match="no layer-wise cells for scheme 'float16'"):
         layer_table(run, "float16")
+
+
+# --------------------------------------------------------------------------- the data-noise axis
+@pytest.fixture(scope="module")
+def noise_run(tmp_path_factory, data_dir) -> Path:
+    """2 schemes x (clean data, gaussian data noise) x gaussian weights at 2 levels x 2 seeds."""
+    from robustq import sweep
+
+    sweep._CLEAN_CACHE.clear()
+    run = tmp_path_factory.mktemp("noise_run") / "run"
+    summary = run_sweep(noise_run_spec(data_dir), run, jobs=1, progress=False)
+    assert summary.computed == 16
+    # one clean prediction per scheme and data draw: clean data once, noisy data per repeat
+    assert len(sweep._CLEAN_CACHE) == 2 * (1 + 2)
+    return run
+
+
+def test_data_noise_cells_score_the_noisy_test_sample(noise_run, tiny_splits, tiny_variants):
+    from sklearn.metrics import accuracy_score
+
+    from robustq.data import subsample_test
+    from robustq.runtime import predict
+
+    frame = load_results(noise_run)
+    assert set(frame["data_noise_label"]) == {"none", DataNoise.from_dict(NOISE).label}
+    sample = subsample_test(tiny_splits, 600, 0)
+    for scheme in ("float32", "int8"):
+        rows = frame[frame["scheme"] == scheme]
+        clean_oa = rows.loc[rows["data_noise"] == "", "clean_accuracy"].unique()
+        assert len(clean_oa) == 1  # the clean model on clean data: one value for every cell
+        for repeat in (0, 1):
+            noisy = rows[(rows["data_noise"] != "") & (rows["repeat"] == repeat)]
+            assert (noisy["data_noise_seed"] == data_noise_seed(0, repeat)).all()
+            # recomputed independently: the repeat's noise draw on the same test sample
+            data = apply_to_splits(
+                sample, DataNoise.from_dict(NOISE), "test", data_noise_seed(0, 0 + repeat)
+            )
+            labels = predict(tiny_variants[scheme], data.x_test, threads=1).probabilities.argmax(1)
+            expected = accuracy_score(data.y_test, labels)
+            assert noisy["clean_accuracy"].tolist() == pytest.approx([expected] * len(noisy))
+            # half the samples drowned in std-1 noise: the clean model loses well over 5 points
+            assert expected < clean_oa[0] - 0.05
+            # level 0 is the clean model under the same noisy data
+            zero = noisy[noisy["level"] == 0]
+            assert (zero["accuracy_score"] == zero["clean_accuracy"]).all()
+            assert (zero["flip_rate"] == 0).all()
+    table = aggregate(frame)
+    assert len(table) == 2 * 2 * 2 and (table["n_seeds"] == 2).all()
+    assert "data_noise_seed" not in table
+    text = format_report(table)
+    assert "data_noise_label" in text.splitlines()[0] and "gaussian(" in text
+
+
+def test_cached_clean_predictions_change_nothing(noise_run, data_dir, monkeypatch):
+    from robustq import sweep
+
+    stored = load_results(noise_run).set_index("key")
+    cells = [c for c in grid(noise_run_spec(data_dir)) if c.data_noise and c.level > 0][:2]
+    monkeypatch.setattr(sweep, "_CLEAN_CACHE_SIZE", 0)
+    for cell in cells:
+        row = run_cell(cell, data_dir / "variants", data_dir / "splits.npz")
+        for column, value in row.items():
+            if column in VOLATILE_COLUMNS or column == "key" or value is None:
+                continue
+            if isinstance(value, float) and np.isnan(value):
+                assert pd.isna(stored.loc[cell.key, column]), column
+            else:
+                assert stored.loc[cell.key, column] == value, column
+    # the noisy data is a pure function of the cell: same seed, same bytes
+    sample = cell_data(cells[0], sweep._cell_splits(data_dir / "splits.npz", cells[0])[0])
+    again = cell_data(cells[0], sweep._cell_splits(data_dir / "splits.npz", cells[0])[0])
+    assert np.array_equal(sample.x_test, again.x_test)
+
+
+def test_data_noise_rows_are_executor_independent(noise_run, data_dir, tmp_path):
+    summary = run_sweep(noise_run_spec(data_dir), tmp_path / "jobs2", jobs=2, progress=False)
+    assert summary.computed == 16
+    pd.testing.assert_frame_equal(
+        stable(load_results(tmp_path / "jobs2")), stable(load_results(noise_run))
+    )
+
+
+def noise_run_spec(data_dir: Path) -> SweepSpec:
+    return make_spec(
+        data_dir,
+        faults=[{"name": "gaussian", "levels": [0, 0.2]}],
+        data_noise=[None, NOISE],
+        test_limit=600,
+    )
