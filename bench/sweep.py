@@ -9,7 +9,12 @@ sweep is 2 schemes x (gaussian std_factor 0.05, 0.1, 0.2 + bitflip ber 1e-5,
 into fresh run folders, side by side in this process: ``jobs=1`` (in-process)
 and ``jobs=2`` (two worker processes, fork-server start included), then
 prints cells per second and the speed-up (goal: at least 1.7x on 2 cores),
-and checks that both runs stored identical rows.
+and checks that both runs stored identical rows. Then the same ``jobs=1``
+run once more with the per-process cache of clean predictions switched off
+(``robustq.sweep._CLEAN_CACHE_SIZE = 0``): each cell then predicts the
+clean model too, as before the cache existed; the ratio is the cache's
+speed-up (goal: close to 2x for one-member cells) and the rows must again
+be identical.
 
 Driver memory: the same spec with cheap cells (``--memory-limit`` test
 pixels) at 24 and at ``--memory-cells`` cells with ``jobs=2``; the driver's
@@ -139,6 +144,24 @@ def main() -> None:
                 "processes are using the CPUs and the speed-up above is not representative"
             )
         print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f}")
+
+        from robustq import sweep
+
+        cache_size = sweep._CLEAN_CACHE_SIZE
+        sweep._CLEAN_CACHE_SIZE = 0
+        try:
+            uncached, uncached_s = _timed_run(spec, folder / "nocache", 1)
+        finally:
+            sweep._CLEAN_CACHE_SIZE = cache_size
+        assert uncached.computed == 24
+        pd.testing.assert_frame_equal(
+            load_results(folder / "nocache").drop(columns=list(VOLATILE_COLUMNS)),
+            frames[0].drop(columns=list(VOLATILE_COLUMNS)),
+        )
+        print(
+            f"jobs=1 without the clean-prediction cache: {uncached_s:6.1f} s; with it "
+            f"{one_s:6.1f} s: {uncached_s / one_s:.2f}x; rows identical"
+        )
 
         if args.memory_cells > 0:
             seeds = max(1, round(args.memory_cells / 12))

@@ -43,6 +43,7 @@ def test_run_demo_writes_every_artefact(tmp_path):
     assert (tmp_path / "sweep" / "results.sqlite").exists()
     html = (tmp_path / "sweep" / "report.html").read_text()
     assert "<img" in html and "verdict" in html.lower()
+    assert '<section id="datanoise">' in html  # clean vs noisy test data x weight faults
     assert (tmp_path / "sweep" / "report.md").exists()
     assert any(m.startswith("report:") for m in messages)
     # no temporary files left behind

@@ -450,3 +450,132 @@ def test_edge_section_only_with_edge_outputs(
     page = (tmp_path / "report.html").read_text()
     assert section_ids(page).index("edge") < section_ids(page).index("training")
     assert "tflite_micro" in page and "latency_median_ms" in page and "CONV_2D" in page
+
+
+# --------------------------------------------------------------------------- data noise x faults
+NOISY = "gaussian(mean=0,std=1,pa=0.3,pb=1,bc=True)"
+
+
+def two_axis_frame() -> pd.DataFrame:
+    """Hand-made rows: int8 under gaussian weight noise, on clean and on noisy data, 2 seeds."""
+    accuracy = {  # (data condition, level): per-seed OA; clean OA per condition below
+        ("none", 0.0): (0.90, 0.90),
+        ("none", 0.2): (0.86, 0.84),  # weight fault alone: -0.05
+        (NOISY, 0.0): (0.80, 0.80),  # data noise alone: -0.10
+        (NOISY, 0.2): (0.70, 0.72),  # both: -0.19, interaction -0.04
+    }
+    clean = {"none": 0.90, NOISY: 0.80}
+    rows = []
+    for (condition, level), values in accuracy.items():
+        for seed, value in enumerate(values):
+            rows.append(
+                {
+                    "scheme": "int8",
+                    "fault": "gaussian",
+                    "parameter": "std_factor",
+                    "level": level,
+                    "seed": seed,
+                    "repeat": seed,
+                    "data_noise_label": condition,
+                    "accuracy_score": value,
+                    "clean_accuracy": clean[condition],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_two_axis_table_against_a_hand_computed_case():
+    from robustq.report.conditions import two_axis_table
+    from robustq.report.verdict import whole_model_rows
+
+    table = two_axis_table(two_axis_frame()).set_index(["data_noise", "level"])
+    assert len(table) == 4 and (table["seeds"] == 2).all()
+    both = table.loc[(NOISY, 0.2)]
+    assert both["OA"] == pytest.approx(0.71)
+    assert both["clean_OA"] == pytest.approx(0.80)
+    assert both["dOA_data"] == pytest.approx(-0.10)
+    assert both["dOA_fault"] == pytest.approx(-0.05)
+    assert both["dOA_total"] == pytest.approx(-0.19)
+    assert both["interaction"] == pytest.approx(-0.04)
+    assert table.loc[("none", 0.2), "dOA_data"] == pytest.approx(0.0)
+    assert table.loc[("none", 0.2), "interaction"] == pytest.approx(0.0)
+    assert table.loc[(NOISY, 0.0), "dOA_total"] == pytest.approx(-0.10)
+    # the verdict side sees the clean-data rows only
+    assert set(whole_model_rows(two_axis_frame())["data_noise_label"]) == {"none"}
+    result = verdict(two_axis_frame(), 0.01)
+    assert result.rows[0].clean_accuracy == pytest.approx(0.90)
+    assert result.rows[0].tolerated_level == 0.0  # 0.85 at 0.2 is 5 points down
+    # only noisy data in a run: it is its own reference
+    only = two_axis_frame()
+    only = only[only["data_noise_label"] == NOISY]
+    alone = two_axis_table(only).set_index("level")
+    assert alone.loc[0.2, "dOA_total"] == pytest.approx(-0.09)
+    assert alone.loc[0.2, "dOA_data"] == pytest.approx(0.0)
+
+
+def test_data_noise_figure_for_notebooks():
+    from robustq.report.figures import figure_png, plot_data_noise
+
+    figure = plot_data_noise(two_axis_frame())
+    panels = [a for a in figure.axes if a.get_title()]
+    assert [a.get_title() for a in panels] == ["int8: gaussian"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["no fault", "0", "0.2"]
+    assert len(panels[0].get_yticklabels()) == 2  # clean data, noisy data
+    numbers = sorted(t.get_text() for t in panels[0].texts)
+    assert numbers == sorted(["0.900", "0.900", "0.850", "0.800", "0.800", "0.710"])
+    assert figure_png(figure).startswith(PNG_SIGNATURE)
+
+
+@pytest.fixture(scope="module")
+def noise_report(tmp_path_factory, data_dir):
+    """2 schemes x (clean data, gaussian data noise) x 2 fault models: a real two-axis sweep."""
+    run = sweep(
+        data_dir,
+        tmp_path_factory.mktemp("noise_report") / "run",
+        schemes=["float32", "int8"],
+        faults=[{"name": "gaussian", "levels": [0, 0.3]}, {"name": "bitflip", "levels": [1e-3]}],
+        data_noise=[None, {"name": "gaussian", "std": 1, "pa": 0.3, "pb": 1}],
+        test_limit=600,
+    )
+    return run, build_report(run, required={"gaussian": 0.3})
+
+
+def test_report_shows_data_noise_x_weight_faults(noise_report):
+    from robustq.report.conditions import two_axis_table
+
+    run, report = noise_report
+    assert report.sections[:5] == ["identity", "verdict", "baseline", "degradation", "datanoise"]
+    assert not report.notes, report.notes  # the shown cell reproduced its row
+    page = report.html_path.read_text(encoding="utf-8")
+    section = page.split('<section id="datanoise">')[1].split("</section>")[0]
+    assert len(images(section)) == 1
+    assert NOISY in section and "interaction" in section
+    frame = load_results(run)
+    clean_rows = frame[frame["data_noise"] == ""]
+    # the verdict and the baseline are computed on the clean-data cells alone
+    expected = verdict(clean_rows, 0.01, {"gaussian": 0.3})
+    assert [(r.configuration, r.fault, r.tolerated_level) for r in report.verdict.rows] == [
+        (r.configuration, r.fault, r.tolerated_level) for r in expected.rows
+    ]
+    baseline = page.split('<section id="baseline">')[1].split("</section>")[0]
+    for scheme in ("float32", "int8"):
+        oa = clean_rows.loc[clean_rows["scheme"] == scheme, "clean_accuracy"].mean()
+        assert f"{oa:.4f}" in baseline
+    assert "data noise on the test sample" in page
+    # every number of the table is the mean of its rows
+    table = two_axis_table(frame)
+    assert len(table) == 2 * 2 * 3
+    for _, row in table.iterrows():
+        cells = frame[
+            (frame["scheme"] == row["configuration"])
+            & (frame["data_noise_label"] == row["data_noise"])
+            & (frame["fault"] == row["fault"])
+            & (frame["level"] == row["level"])
+        ]
+        assert row["OA"] == pytest.approx(cells["accuracy_score"].mean())
+        assert f"{row['OA']:.4f}" in section
+    noisy = table[table["data_noise"] == NOISY]
+    assert (noisy["dOA_data"] < 0).all()  # 30 % of the samples drowned in std-1 noise
+    markdown = report.md_path.read_text(encoding="utf-8")
+    assert "## Data noise x weight faults" in markdown
+    assert f"| int8 | {NOISY} |" in markdown

@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "plot_confusion_matrices": "robustq.report.figures",
     "plot_classification_maps": "robustq.report.figures",
     "plot_training": "robustq.report.figures",
+    "plot_data_noise": "robustq.report.figures",
+    "two_axis_table": "robustq.report.conditions",
     "class_map": "robustq.report.figures",
     "figure_png": "robustq.report.figures",
 }

@@ -30,6 +30,7 @@ __all__ = [
     "figure_png",
     "plot_classification_maps",
     "plot_confusion_matrices",
+    "plot_data_noise",
     "plot_degradation",
     "plot_layer_heatmap",
     "plot_training",
@@ -224,6 +225,70 @@ def plot_layer_heatmap(
     figure.colorbar(image, ax=axis, label=METRIC_NAMES.get(metric, metric))
     suffix = f", {fault}" if fault else ""
     axis.set_title(f"{scheme}: per-layer sensitivity{suffix}")
+    return figure
+
+
+def plot_data_noise(frame: pd.DataFrame) -> Any:
+    """The two-axis view: OA of each configuration under data noise x weight-fault level.
+
+    One heatmap panel per configuration (rows of panels) and fault model
+    (columns of panels); in each, one row per data condition and one column
+    per fault level, after a first ``no fault`` column (the clean model
+    under that data condition). Colour and number: mean OA over seeds
+    (:func:`robustq.report.conditions.two_axis_table`), one colour scale for
+    all panels. InputError when the frame has no whole-model cells.
+    """
+    import textwrap
+
+    from matplotlib.colors import Normalize
+
+    from robustq.report.conditions import two_axis_table
+
+    table = two_axis_table(frame)
+    if table.empty:
+        raise InputError("no whole-model cells to plot (only layer-wise ones?)")
+    configurations = list(dict.fromkeys(table["configuration"]))
+    faults = list(dict.fromkeys(table["fault"]))
+    conditions = list(dict.fromkeys(table["data_noise"]))
+    values = np.concatenate([table["OA"].to_numpy(float), table["clean_OA"].to_numpy(float)])
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-6)
+    widest = max(len(table.loc[table["fault"] == f, "level"].unique()) for f in faults) + 1
+    figure = _figure(
+        2.4 + len(faults) * (0.9 + 0.62 * widest),
+        1.0 + len(configurations) * (0.9 + 0.42 * len(conditions)),
+    )
+    axes = figure.subplots(len(configurations), len(faults), squeeze=False)
+    names = ["\n".join(textwrap.wrap(str(c), 22)) for c in conditions]
+    image = None
+    for i, configuration in enumerate(configurations):
+        for j, fault in enumerate(faults):
+            axis = axes[i, j]
+            part = table[(table["configuration"] == configuration) & (table["fault"] == fault)]
+            levels = sorted(part["level"].astype(float).unique())
+            grid = np.full((len(conditions), len(levels) + 1), np.nan)
+            for r, condition in enumerate(conditions):
+                own = part[part["data_noise"] == condition]
+                if own.empty:
+                    continue
+                grid[r, 0] = float(own["clean_OA"].iloc[0])
+                for _, row in own.iterrows():
+                    grid[r, 1 + levels.index(float(row["level"]))] = float(row["OA"])
+            image = axis.imshow(grid, cmap="RdYlGn", norm=norm, aspect="auto")
+            for (r, c), value in np.ndenumerate(grid):
+                if np.isfinite(value):
+                    axis.text(c, r, f"{value:.3f}", ha="center", va="center", fontsize=7)
+            axis.set_xticks(
+                range(len(levels) + 1), ["no fault", *(f"{v:g}" for v in levels)], fontsize=7
+            )
+            axis.set_yticks(range(len(conditions)), names if j == 0 else [], fontsize=7)
+            parameter = str(part["parameter"].iloc[0]) if not part.empty else "level"
+            axis.set_xlabel(parameter, fontsize="small")
+            axis.set_title(f"{configuration}: {fault}", fontsize="small")
+    if image is not None:
+        figure.colorbar(image, ax=axes.ravel().tolist(), label="OA (mean over seeds)")
+    figure.suptitle("OA under data noise (rows) x weight-fault level (columns)", fontsize="medium")
     return figure
 
 

@@ -57,11 +57,15 @@ import pandas as pd
 from robustq.errors import ConfigError, InputError, RobustqError
 from robustq.fileio import write_text
 from robustq.report import figures
+from robustq.report.conditions import has_data_noise_axis, two_axis_table
 from robustq.report.verdict import (
     DEFAULT_TOLERANCE,
+    NO_DATA_NOISE,
     Verdict,
     label_rows,
     parse_required,
+    reference_condition,
+    reference_rows,
     verdict,
     whole_model_rows,
 )
@@ -83,6 +87,7 @@ SECTIONS: tuple[str, ...] = (
     "verdict",
     "baseline",
     "degradation",
+    "datanoise",
     "layers",
     "confusion",
     "maps",
@@ -395,6 +400,17 @@ def _identity(art: RunArtefacts, generated: str) -> tuple[list[tuple[str, str]],
         items.append(("ensemble", "; ".join(_setting_text(e) for e in ensembles)))
     if spec.get("layerwise"):
         items.append(("layer-wise", "yes: one cell per layer"))
+    conditions = (
+        list(dict.fromkeys(frame["data_noise_label"])) if "data_noise_label" in frame else []
+    )
+    if len(conditions) > 1 or any(c != NO_DATA_NOISE for c in conditions):
+        items.append(
+            (
+                "data noise on the test sample",
+                "; ".join(conditions) + f" (verdict, baseline, degradation and layers on: "
+                f"{reference_condition(frame)})",
+            )
+        )
     versions = []
     for column in sorted(c for c in frame.columns if c.startswith("version_")):
         values = sorted({str(v) for v in frame[column].dropna()})
@@ -436,7 +452,7 @@ def _baseline(art: RunArtefacts) -> pd.DataFrame:
     """One row per scheme: file size, parameters, parameter bytes, clean OA/AA/kappa, throughput."""
     from robustq.edge import footprint
 
-    frame = art.frame
+    frame = reference_rows(art.frame)
     by_scheme = {v.scheme: v for v in art.variants}
     n_test = _sample_size(art)
     rows = []
@@ -550,12 +566,15 @@ def _pick_shown(art: RunArtefacts, result: Verdict, choice: Mapping[str, Any] | 
 def _evaluate_shown(art: RunArtefacts, row: Any) -> _Shown:
     """Re-evaluate one stored cell exactly as the sweep did (clean + its perturbed members)."""
     from robustq.ensemble import evaluate_ensemble
-    from robustq.sweep import Cell
+    from robustq.sweep import Cell, cell_data
 
     names = set(Cell.__dataclass_fields__)
     values = {k: row[k] for k in names if k in row.index and k not in ("test_seed", "batch_size")}
     values["layer"] = None
-    for key in ("copies", "repeat", "seed", "test_limit"):
+    if pd.isna(values.get("data_noise")):
+        values.pop("data_noise", None)
+        values.pop("data_noise_seed", None)
+    for key in ("copies", "repeat", "seed", "test_limit", "data_noise_seed"):
         if key in values:
             values[key] = int(values[key])
     values["include_clean"] = bool(values.get("include_clean", False))
@@ -567,7 +586,7 @@ def _evaluate_shown(art: RunArtefacts, row: Any) -> _Shown:
     )
     result = evaluate_ensemble(
         art.blobs[cell.scheme],
-        art.sample,
+        cell_data(cell, art.sample),
         cell.fault_spec(),
         cell.ensemble_config(),
         cell.selection(),
@@ -619,6 +638,7 @@ _TITLES = {
     "verdict": "Verdict",
     "baseline": "Clean baseline",
     "degradation": "Degradation under faults",
+    "datanoise": "Data noise x weight faults",
     "layers": "Per-layer sensitivity",
     "confusion": "Confusion matrices",
     "maps": "Classification maps",
@@ -778,9 +798,12 @@ def build_report(
             + "</details>"
         )
         sections["degradation"] = "\n".join(parts)
+    if has_data_noise_axis(frame):
+        sections["datanoise"] = _data_noise_section(frame)
     if "layer" in frame and frame["layer"].notna().any():
         parts = []
-        layered = frame[frame["layer"].notna()]
+        layered = reference_rows(frame)
+        layered = layered[layered["layer"].notna()]
         for scheme in dict.fromkeys(layered["scheme"]):
             for fault in dict.fromkeys(layered.loc[layered["scheme"] == scheme, "fault"]):
                 figure = figures.plot_layer_heatmap(layered, scheme, fault)
@@ -866,6 +889,51 @@ def build_report(
     )
 
 
+_TWO_AXIS_FORMATS = {
+    "level": _level,
+    "seeds": lambda v: str(int(v)),
+    **{c: (lambda v: _num(v, 4)) for c in ("OA", "OA_std", "clean_OA")},
+    **{c: (lambda v: _num(v, 4)) for c in ("dOA_data", "dOA_fault", "dOA_total", "interaction")},
+}
+
+
+def _data_noise_section(frame: pd.DataFrame) -> str:
+    """The two-axis view: heatmaps of OA under data noise x weight faults, and the numbers."""
+    table = two_axis_table(frame)
+    reference = reference_condition(frame)
+    return "\n".join(
+        [
+            _image(figures.plot_data_noise(frame), "OA under data noise and weight faults"),
+            "<p class='caption'>Each panel: one configuration under one fault model; rows "
+            "are the data conditions (acquisition noise on the test sample, the same draw "
+            "for every scheme and level of a repeat), columns the fault levels after the "
+            "clean model ('no fault'). Mean OA over seeds.</p>",
+            f"<p>Losses against the clean model on the reference data ({_esc(reference)}): "
+            "<b>dOA_data</b> is the data noise alone, <b>dOA_fault</b> the weight fault "
+            "alone, <b>dOA_total</b> both together, and <b>interaction</b> = total - data - "
+            "fault (negative: the two compound beyond their sum).</p>",
+            "<details><summary>the numbers (mean over seeds)</summary>"
+            + _html_table(table, _TWO_AXIS_FORMATS)
+            + "</details>",
+        ]
+    )
+
+
+def _two_axis_markdown(frame: pd.DataFrame) -> str:
+    """A compact Markdown pivot: OA per configuration and data condition, per fault level."""
+    table = two_axis_table(frame)
+    table["column"] = [
+        f"{f} {_level(v)}" for f, v in zip(table["fault"], table["level"], strict=True)
+    ]
+    pivot = table.pivot_table(
+        index=["configuration", "data_noise"], columns="column", values="OA", sort=False
+    )
+    clean = table.groupby(["configuration", "data_noise"], sort=False)["clean_OA"].first()
+    pivot.insert(0, "no fault", clean)
+    pivot = pivot.reset_index()
+    return _md_table(pivot, {c: (lambda v: _num(v, 4)) for c in pivot.columns[2:]})
+
+
 _EDGE_FILES = (
     ("edge.csv", "Kernel and thread configurations against the reference kernels"),
     ("footprint.csv", "Footprint"),
@@ -941,6 +1009,16 @@ def _markdown(
     lines += [f"- **{k}**: {v}" for k, v in identity]
     lines += [f"- **note**: {n}" for n in notes]
     lines.append("")
+    if has_data_noise_axis(art.frame):
+        lines += [
+            "## Data noise x weight faults",
+            "",
+            "Mean OA over seeds; rows: configuration and data condition (acquisition noise on "
+            "the test sample), columns: no weight fault, then each fault level.",
+            "",
+            _two_axis_markdown(art.frame),
+            "",
+        ]
     if not baseline.empty:
         lines += ["## Clean baseline", "", _md_table(baseline, {"samples/s": lambda v: _num(v, 0)})]
         lines.append("")

@@ -30,6 +30,8 @@ __all__ = [
     "fault_label",
     "label_rows",
     "parse_required",
+    "reference_condition",
+    "reference_rows",
     "setting_label",
     "verdict",
     "whole_model_rows",
@@ -179,11 +181,45 @@ def parse_required(text: str | Mapping[str, Any] | None) -> dict[str, float]:
     return required
 
 
-def whole_model_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of cells that perturb the whole model (layer-wise cells dropped)."""
+NO_DATA_NOISE = "none"  # robustq.sweep.NO_DATA_NOISE, repeated so the report needs no sweep import
+
+
+def reference_condition(frame: pd.DataFrame) -> str | None:
+    """The data condition the verdict is computed on: clean data when the run has it.
+
+    Returns ``"none"`` (the test data as stored) when any row has it, else
+    the first acquisition-noise condition in grid order, and None for a
+    frame without a ``data_noise_label`` column (a run without the axis).
+    """
+    if "data_noise_label" not in frame.columns or frame.empty:
+        return None
+    labels = list(dict.fromkeys(frame["data_noise_label"].fillna(NO_DATA_NOISE)))
+    return NO_DATA_NOISE if NO_DATA_NOISE in labels else labels[0]
+
+
+def reference_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows evaluated on the reference data condition (:func:`reference_condition`).
+
+    The verdict, the baseline, the degradation curves and the per-layer
+    tables compare weight faults on this one data condition; the data-noise
+    view shows every condition.
+    """
+    reference = reference_condition(frame)
+    if reference is None:
+        return frame
+    return frame[frame["data_noise_label"].fillna(NO_DATA_NOISE) == reference]
+
+
+def whole_model_rows(frame: pd.DataFrame, all_conditions: bool = False) -> pd.DataFrame:
+    """The rows of cells that perturb the whole model, on the reference data condition.
+
+    Layer-wise cells are dropped; so are cells under other data conditions
+    than :func:`reference_condition` (the acquisition-noise axis) unless
+    ``all_conditions``.
+    """
     if "layer" in frame.columns:
-        return frame[frame["layer"].isna()]
-    return frame
+        frame = frame[frame["layer"].isna()]
+    return frame if all_conditions else reference_rows(frame)
 
 
 def _members(copies: int, include_clean: bool) -> int:
