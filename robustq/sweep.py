@@ -47,6 +47,7 @@ from robustq.fileio import atomic_write, write_csv, write_json
 
 __all__ = [
     "DEFAULT_PARAMETERS",
+    "ALL_SCHEMES",
     "EXECUTORS",
     "NO_DATA_NOISE",
     "RESULTS_FILE",
@@ -125,6 +126,8 @@ _GROUP_COLUMNS = (
     "splits_sha256",
 )
 _TEXT_COLUMNS = ("changed_unit", "worker", "finished_at")
+ALL_SCHEMES = "all"
+"""``schemes: all`` in a spec: every variant of the manifest, in manifest order."""
 NO_DATA_NOISE = "none"
 """The ``data_noise_label`` of cells evaluated on the test data as stored (no acquisition noise)."""
 # Clean predictions kept per process (one per variant x data condition x repeat's noise draw).
@@ -391,7 +394,8 @@ class SweepSpec:
     ``variants`` is a folder with ``manifest.json`` (from ``robustq convert``)
     and ``splits`` a splits file (``robustq prepare``); relative paths in a
     spec *file* are relative to that file's folder. ``schemes`` picks the
-    variants by scheme name; ``faults`` are :class:`FaultLevels`; ``seeds``
+    variants by scheme name (``"all"``: every variant of the manifest, in its
+    order); ``faults`` are :class:`FaultLevels`; ``seeds``
     is the number of repeats (repeat ``r`` uses the ensemble seed drawn from
     ``SeedSequence(seed, spawn_key=(r,))``); ``ensemble`` one or more
     :class:`EnsembleSetting`; ``layerwise`` puts the fault into one layer's
@@ -412,7 +416,7 @@ class SweepSpec:
 
     variants: Path
     splits: Path
-    schemes: tuple[str, ...]
+    schemes: tuple[str, ...]  # or ("all",): every variant in the manifest, in its order
     faults: tuple[FaultLevels, ...]
     seeds: int = 1
     seed: int = 0
@@ -438,9 +442,12 @@ class SweepSpec:
         if not schemes:
             raise ConfigError("sweep spec: schemes is empty; name at least one scheme")
         for scheme in schemes:
+            if scheme == ALL_SCHEMES and len(schemes) == 1:
+                continue
             if scheme not in SCHEMES:
                 raise ConfigError(
-                    f"sweep spec: unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}"
+                    f"sweep spec: unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)} "
+                    f"(or {ALL_SCHEMES} alone)"
                 )
         if len(set(schemes)) != len(schemes):
             raise ConfigError("sweep spec: a scheme is listed twice")
@@ -869,6 +876,7 @@ class _Resolved:
     """A spec with its files read: paths, data, hashes and each scheme's layers."""
 
     spec: SweepSpec
+    schemes: tuple[str, ...]
     variants_dir: Path
     splits_path: Path
     splits: Any
@@ -909,7 +917,10 @@ def _resolve(spec: SweepSpec) -> _Resolved:
     blobs: dict[str, bytes] = {}
     hashes: dict[str, str] = {}
     layers: dict[str, tuple[int, ...]] = {}
-    for scheme in spec.schemes:
+    schemes = tuple(by_scheme) if spec.schemes == (ALL_SCHEMES,) else spec.schemes
+    if not schemes:
+        raise InputError(f"the manifest in {variants_dir} lists no variant")
+    for scheme in schemes:
         variant = by_scheme.get(scheme)
         if variant is None:
             have = ", ".join(by_scheme) or "none"
@@ -930,6 +941,7 @@ def _resolve(spec: SweepSpec) -> _Resolved:
     splits = subsample_test(Splits.load(splits_path), spec.test_limit, spec.seed)
     return _Resolved(
         spec=spec,
+        schemes=schemes,
         variants_dir=variants_dir,
         splits_path=splits_path,
         splits=splits,
@@ -951,7 +963,7 @@ def _cells(resolved: _Resolved) -> list[Cell]:
     targets.pop("layer", None)
     targets_json = _canonical(targets)
     cells: list[Cell] = []
-    for scheme, condition in itertools.product(spec.schemes, conditions):
+    for scheme, condition in itertools.product(resolved.schemes, conditions):
         layers: Sequence[int | None] = resolved.layers[scheme] if spec.layerwise else (None,)
         for entry in spec.faults:
             fixed = _canonical(entry.fixed_params())
@@ -1005,7 +1017,7 @@ def _preflight(resolved: _Resolved) -> None:
     from robustq.perturb import Targets, perturb
 
     spec = resolved.spec
-    for scheme in spec.schemes:
+    for scheme in resolved.schemes:
         layers: Sequence[int | None] = resolved.layers[scheme] if spec.layerwise else (None,)
         for index, entry in enumerate(spec.faults):
             strongest = entry.fault_spec(max(entry.levels))

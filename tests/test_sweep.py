@@ -318,6 +318,19 @@ def test_data_noise_is_an_axis_of_the_grid(data_dir):
     assert Cell(**{**cell.to_dict(), "data_noise": ""}).key in {c.key for c in clean}
 
 
+def test_all_schemes_are_the_manifests_variants(data_dir, tiny_variants):
+    from robustq.convert import read_manifest
+
+    every = grid(make_spec(data_dir, schemes="all", seeds=1))
+    schemes = [v.scheme for v in read_manifest(data_dir / "variants")]
+    assert len(schemes) == len(tiny_variants) == 7
+    assert list(dict.fromkeys(c.scheme for c in every)) == schemes
+    assert len(every) == len(schemes) * 3
+    assert make_spec(data_dir, schemes=["all"]).schemes == ("all",)
+    with pytest.raises(ConfigError, match="unknown scheme 'all'"):
+        make_spec(data_dir, schemes=["all", "int8"])
+
+
 def test_layerwise_grid_has_one_cell_per_layer(data_dir, tiny_variants):
     from robustq.perturb import per_layer
 
