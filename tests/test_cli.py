@@ -503,5 +503,21 @@ def test_cli_sweep_results_report(tiny_variants_dir, tiny_splits_file, tmp_path)
     assert changed.exit_code == 2 and "extend" in changed.output
     extended = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress", "--extend")
     assert "6 cells, 4 already done, 2 computed" in extended.output
+    # the data-noise axis extends the same run: clean-data cells keep their keys
+    spec.write_text(
+        spec.read_text() + "data_noise:\n  - null\n  - {name: gaussian, std: 1, pa: 0.5}\n"
+    )
+    noisy = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress", "--extend")
+    assert noisy.exit_code == 0, noisy.output
+    assert "12 cells, 6 already done, 6 computed" in noisy.output
+    table = run("results", run_dir)
+    assert table.exit_code == 0 and "gaussian(mean=0,std=1,pa=0.5" in table.output
+    report = run("report", run_dir, "--required", "gaussian=0.2", "--tolerance", "0.5")
+    assert report.exit_code == 0, report.output
+    assert '<section id="datanoise">' in (run_dir / "report.html").read_text()
+    spec.write_text(spec.read_text().replace("pa: 0.5", "pa: 5"))
+    bad = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress", "--extend")
+    assert bad.exit_code == 2 and "data_noise[1]: data noise: pa must be in [0, 1]" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
     missing = run("report", tmp_path / "nowhere")
     assert missing.exit_code == 2
