@@ -611,11 +611,21 @@ def report(
         str | None,
         typer.Option(help="Fault levels that must be tolerated, e.g. gaussian=0.1,bitflip=1e-4."),
     ] = None,
+    data_condition: Annotated[
+        str | None,
+        typer.Option(
+            help="Data condition the verdict is computed on: 'none' (clean data, the default), "
+            "a data-noise label as `robustq results` prints it, or its index in the spec's "
+            "data_noise list."
+        ),
+    ] = None,
 ) -> None:
     """Write a sweep's robustness report: one self-contained HTML page plus report.md."""
     from robustq.report import build_report
 
-    result = build_report(run_dir, out, tolerance=tolerance, required=required)
+    result = build_report(
+        run_dir, out, tolerance=tolerance, required=required, data_condition=data_condition
+    )
     if result.verdict is not None:
         typer.echo(result.verdict.summary)
     for note in result.notes:

@@ -515,6 +515,10 @@ def test_cli_sweep_results_report(tiny_variants_dir, tiny_splits_file, tmp_path)
     report = run("report", run_dir, "--required", "gaussian=0.2", "--tolerance", "0.5")
     assert report.exit_code == 0, report.output
     assert '<section id="datanoise">' in (run_dir / "report.html").read_text()
+    on_noisy = run("report", run_dir, "--data-condition", "1", "--tolerance", "0.5")
+    assert on_noisy.exit_code == 0, on_noisy.output
+    unknown = run("report", run_dir, "--data-condition", "fog")
+    assert unknown.exit_code == 2 and "unknown data condition 'fog'" in unknown.output
     spec.write_text(spec.read_text().replace("pa: 0.5", "pa: 5"))
     bad = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress", "--extend")
     assert bad.exit_code == 2 and "data_noise[1]: data noise: pa must be in [0, 1]" in bad.output

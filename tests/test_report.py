@@ -579,3 +579,33 @@ def test_report_shows_data_noise_x_weight_faults(noise_report):
     markdown = report.md_path.read_text(encoding="utf-8")
     assert "## Data noise x weight faults" in markdown
     assert f"| int8 | {NOISY} |" in markdown
+
+
+def test_report_verdict_on_a_chosen_data_condition(noise_report, tmp_path):
+    run, _ = noise_report
+    frame = load_results(run)
+    noisy_rows = frame[frame["data_noise"] != ""]
+    by_label = build_report(
+        run, tmp_path / "noisy.html", required={"gaussian": 0.3}, data_condition=NOISY
+    )
+    by_index = build_report(
+        run, tmp_path / "index.html", required={"gaussian": 0.3}, data_condition="1"
+    )
+    expected = verdict(noisy_rows, 0.01, {"gaussian": 0.3})
+    for report in (by_label, by_index):
+        assert [(r.configuration, r.fault, r.clean_accuracy) for r in report.verdict.rows] == [
+            (r.configuration, r.fault, r.clean_accuracy) for r in expected.rows
+        ]
+        # the shown cell is re-evaluated on the same noisy draw and reproduces its row
+        assert not report.notes, report.notes
+        assert "datanoise" in report.sections
+    page = by_label.html_path.read_text(encoding="utf-8")
+    assert f"layers on: {NOISY})" in page
+    baseline = page.split('<section id="baseline">')[1].split("</section>")[0]
+    oa = noisy_rows.loc[noisy_rows["scheme"] == "int8", "clean_accuracy"].mean()
+    assert f"{oa:.4f}" in baseline
+    with pytest.raises(ConfigError, match="unknown data condition 'salt'; the run has: none; "):
+        build_report(run, tmp_path / "x.html", data_condition="salt")
+    with pytest.raises(ConfigError, match="data condition 2: the run has 2"):
+        build_report(run, tmp_path / "x.html", data_condition=2)
+    assert not (tmp_path / "x.html").exists()

@@ -46,7 +46,7 @@ import math
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ from robustq.report.verdict import (
     parse_required,
     reference_condition,
     reference_rows,
+    select_condition,
     verdict,
     whole_model_rows,
 )
@@ -334,8 +335,14 @@ def _image(figure: Any, alt: str) -> str:
 
 
 # --------------------------------------------------------------------------- section contents
-def _identity(art: RunArtefacts, generated: str) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """(label, value) pairs of the run's identity and the spec to print."""
+def _identity(
+    art: RunArtefacts, generated: str, everything: pd.DataFrame
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """(label, value) pairs of the run's identity and the spec to print.
+
+    ``art.frame`` holds the rows the report's decision sections use (one data
+    condition); ``everything`` all rows, for the list of data conditions.
+    """
     frame, spec = art.frame, art.spec
     items: list[tuple[str, str]] = [("run folder", str(art.run_dir.resolve()))]
     done, planned = art.counts
@@ -400,9 +407,9 @@ def _identity(art: RunArtefacts, generated: str) -> tuple[list[tuple[str, str]],
         items.append(("ensemble", "; ".join(_setting_text(e) for e in ensembles)))
     if spec.get("layerwise"):
         items.append(("layer-wise", "yes: one cell per layer"))
-    conditions = (
-        list(dict.fromkeys(frame["data_noise_label"])) if "data_noise_label" in frame else []
-    )
+    conditions = []
+    if "data_noise_label" in everything:
+        conditions = list(dict.fromkeys(everything["data_noise_label"]))
     if len(conditions) > 1 or any(c != NO_DATA_NOISE for c in conditions):
         items.append(
             (
@@ -725,6 +732,7 @@ def build_report(
     tolerance: float = DEFAULT_TOLERANCE,
     required: Mapping[str, float] | str | None = None,
     shown: Mapping[str, Any] | None = None,
+    data_condition: str | int | None = None,
 ) -> ReportResult:
     """Write the robustness report of a sweep run folder: one HTML page and ``report.md``.
 
@@ -736,14 +744,22 @@ def build_report(
     ``shown`` picks the perturbed setting of the confusion matrices and maps
     (keys ``scheme``, ``fault``, ``level``, ``repeat``, ``setting``); by
     default the recommended configuration at the first required level, else
-    the first scheme at its first failing level. Both files are written
-    atomically. InputError (one line) for a missing run folder, a folder
-    without a results store or a corrupt store; ConfigError for bad options.
+    the first scheme at its first failing level. ``data_condition`` picks
+    the data condition (a ``data_noise_label``, ``"none"`` or its index in
+    the spec's ``data_noise`` list) the verdict, baseline, degradation,
+    layer and confusion sections are computed on — by default the clean data
+    when the run has it; the data noise x weight faults section always
+    shows every condition. Both files are written atomically. InputError
+    (one line) for a missing run folder, a folder without a results store or
+    a corrupt store; ConfigError for bad options (an unknown data condition
+    among them).
     """
     wanted = parse_required(required)
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
         raise ConfigError(f"tolerance must be a number (got {tolerance!r})")
     art = locate_artefacts(run_dir)
+    everything = art.frame
+    art = replace(art, frame=select_condition(everything, data_condition))
     html_path = Path(out) if out is not None else art.run_dir / REPORT_FILE
     if html_path.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"the report file must end in .html (got {html_path.name})")
@@ -756,7 +772,7 @@ def build_report(
     generated = datetime.now(UTC).isoformat(timespec="seconds")
     sections: dict[str, str] = {}
 
-    identity, spec = _identity(art, generated)
+    identity, spec = _identity(art, generated, everything)
     items = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in identity)
     note_html = ""
     if notes:
@@ -798,8 +814,8 @@ def build_report(
             + "</details>"
         )
         sections["degradation"] = "\n".join(parts)
-    if has_data_noise_axis(frame):
-        sections["datanoise"] = _data_noise_section(frame)
+    if has_data_noise_axis(everything):
+        sections["datanoise"] = _data_noise_section(everything)
     if "layer" in frame and frame["layer"].notna().any():
         parts = []
         layered = reference_rows(frame)
@@ -879,7 +895,7 @@ def build_report(
     order = [name for name in SECTIONS if name in sections]
     page = _page(art, order, sections, result)
     write_text(html_path, page)
-    write_text(md_path, _markdown(art, identity, baseline, result, notes))
+    write_text(md_path, _markdown(art, everything, identity, baseline, result, notes))
     return ReportResult(
         html_path=html_path,
         md_path=md_path,
@@ -997,6 +1013,7 @@ def _page(
 
 def _markdown(
     art: RunArtefacts,
+    everything: pd.DataFrame,
     identity: Sequence[tuple[str, str]],
     baseline: pd.DataFrame,
     result: Verdict | None,
@@ -1009,14 +1026,14 @@ def _markdown(
     lines += [f"- **{k}**: {v}" for k, v in identity]
     lines += [f"- **note**: {n}" for n in notes]
     lines.append("")
-    if has_data_noise_axis(art.frame):
+    if has_data_noise_axis(everything):
         lines += [
             "## Data noise x weight faults",
             "",
             "Mean OA over seeds; rows: configuration and data condition (acquisition noise on "
             "the test sample), columns: no weight fault, then each fault level.",
             "",
-            _two_axis_markdown(art.frame),
+            _two_axis_markdown(everything),
             "",
         ]
     if not baseline.empty:

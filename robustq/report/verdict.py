@@ -32,6 +32,7 @@ __all__ = [
     "parse_required",
     "reference_condition",
     "reference_rows",
+    "select_condition",
     "setting_label",
     "verdict",
     "whole_model_rows",
@@ -195,6 +196,32 @@ def reference_condition(frame: pd.DataFrame) -> str | None:
         return None
     labels = list(dict.fromkeys(frame["data_noise_label"].fillna(NO_DATA_NOISE)))
     return NO_DATA_NOISE if NO_DATA_NOISE in labels else labels[0]
+
+
+def select_condition(frame: pd.DataFrame, condition: str | int | None) -> pd.DataFrame:
+    """The rows of one data condition: a ``data_noise_label``, ``"none"``, or its index.
+
+    ``condition`` None returns ``frame`` unchanged. An index (an int, or a
+    string of digits) counts the run's conditions in grid order from 0. An
+    unknown label or index is a ConfigError listing the run's conditions.
+    """
+    if condition is None:
+        return frame
+    labels = ["none"]
+    if "data_noise_label" in frame.columns:
+        labels = list(dict.fromkeys(frame["data_noise_label"].fillna(NO_DATA_NOISE)))
+    text = str(condition).strip()
+    if text.isdigit() and not isinstance(condition, bool):
+        if int(text) >= len(labels):
+            raise ConfigError(
+                f"data condition {text}: the run has {len(labels)} ({'; '.join(labels)})"
+            )
+        text = labels[int(text)]
+    if text not in labels:
+        raise ConfigError(f"unknown data condition {text!r}; the run has: {'; '.join(labels)}")
+    if "data_noise_label" not in frame.columns:
+        return frame
+    return frame[frame["data_noise_label"].fillna(NO_DATA_NOISE) == text]
 
 
 def reference_rows(frame: pd.DataFrame) -> pd.DataFrame:
