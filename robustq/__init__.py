@@ -84,6 +84,7 @@ _EXPORTS: dict[str, str] = {
     "layer_table": "robustq.sweep",
     # the report
     "build_report": "robustq.report",
+    "two_axis_table": "robustq.report.conditions",
     # figures for notebooks
     "plot_training_curve": "robustq.plots",
     "show_statistics": "robustq.plots",
