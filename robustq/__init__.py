@@ -95,6 +95,14 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = ["ConfigError", "InputError", "RobustqError", "__version__", *_EXPORTS]
 
+# Two public functions share their module's name. Importing such a module (which
+# robustq itself does) binds the module as an attribute of this package, and that
+# attribute would shadow the lazy export: ``robustq.perturb`` would turn from the
+# function into the module after first use. Both modules are light (NumPy only, no
+# TensorFlow), so these two functions are bound eagerly instead.
+from robustq.convert import convert as convert  # noqa: E402
+from robustq.perturb import perturb as perturb  # noqa: E402
+
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
