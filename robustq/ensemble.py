@@ -169,6 +169,19 @@ class EnsembleResult:
         ]
 
 
+def nonfinite_rate(probabilities: np.ndarray) -> float:
+    """Share of samples whose output holds a NaN or an infinity (samples x classes -> [0, 1]).
+
+    A perturbed float model whose exponent bits flip can compute inf or NaN;
+    its label for such a sample is then ``argmax`` of a non-finite row (the
+    first NaN, or the first +inf), not a prediction. On board, a finiteness
+    check on the output would catch exactly these samples.
+    """
+    if len(probabilities) == 0:
+        return 0.0
+    return float((~np.isfinite(probabilities).all(axis=1)).mean())
+
+
 def degradation(
     scores: Scores,
     clean: Scores,
@@ -252,6 +265,7 @@ def evaluate_ensemble(
                 "member": name,
                 **member_scores.row(seconds),
                 **degradation(member_scores, clean_scores, labels, clean_labels, test, clean_test),
+                "nonfinite_rate": nonfinite_rate(test),
             }
         )
 

@@ -1192,6 +1192,8 @@ def evaluate_cell(cell: Cell, model_bytes: bytes, splits: Any) -> dict[str, Any]
             "member_flip_rate_mean": float(perturbed["flip_rate"].mean()),
             "member_flip_rate_std": float(perturbed["flip_rate"].std(ddof=0)),
             "member_probability_shift_mean": float(perturbed["probability_shift"].mean()),
+            # share of test samples with a NaN/inf output, mean over the perturbed members
+            "member_nonfinite_rate_mean": float(perturbed["nonfinite_rate"].mean()),
             "tensors_targeted": len(targeted),
             "tensors_changed": len(touched),
             "changed_mean": float(np.mean(changed)) if changed else 0.0,
@@ -1251,7 +1253,8 @@ def run_cell(cell: Cell, variants_dir: str | os.PathLike[str], splits: Any) -> d
     scores (``accuracy_score``, ``balanced_accuracy_score``,
     ``cohen_kappa_score``, ``Class_k``), the clean scores, degradation
     (``delta_*``, ``flip_rate``, ``probability_shift``), member statistics
-    (mean and population std over the perturbed members), how many tensors
+    (mean and population std over the perturbed members; the share of test
+    samples with a NaN or infinite output), how many tensors
     were targeted and changed, timings and library versions.
     """
     blob, digest = _cached_variant(variants_dir, cell.scheme)

@@ -135,3 +135,43 @@ def test_clean_member_can_be_left_out(tiny_variants, tiny_splits):
     )
     assert result.members["member"].tolist() == ["copy_0", "copy_1", "copy_2"]
     assert result.metrics.iloc[0]["members"] == 3
+
+
+def test_nonfinite_rate_counts_rows_with_nan_or_inf():
+    from robustq.ensemble import nonfinite_rate
+
+    p = np.full((8, 3), 1 / 3)
+    assert nonfinite_rate(p) == 0.0
+    p[1, 2] = np.nan
+    p[4, 0] = np.inf
+    p[4, 1] = np.nan  # one row, counted once
+    p[6, 1] = -np.inf
+    assert nonfinite_rate(p) == 3 / 8
+    assert nonfinite_rate(np.zeros((0, 3))) == 0.0
+
+
+def test_exponent_bit_flips_make_float_outputs_nonfinite(tiny_variants, tiny_splits):
+    from robustq.ensemble import nonfinite_rate
+    from robustq.perturb import perturb
+    from robustq.runtime import predict
+
+    fault = {"name": "bitflip", "ber": 0.02, "bits": "exponent"}
+    result = evaluate_ensemble(
+        tiny_variants["float32"], tiny_splits, fault, EnsembleConfig(copies=2, seed=3)
+    )
+    members = result.members.set_index("member")
+    assert members.loc["clean", "nonfinite_rate"] == 0.0
+    # ~2% of the exponent bits of every weight flipped: huge weights overflow to inf/NaN
+    assert (members.loc[["copy_0", "copy_1"], "nonfinite_rate"] > 0).all()
+    # the member's figure is that of its own output, recomputed from the same seed stream
+    copy = perturb(tiny_variants["float32"], fault, seed=np.random.SeedSequence(3).spawn(2)[0])
+    output = predict(copy.model_bytes, tiny_splits.x_test, threads=1).probabilities
+    assert members.loc["copy_0", "nonfinite_rate"] == nonfinite_rate(output)
+    # int8 weights cannot overflow: same fault on stored int8 bits keeps outputs finite
+    int8 = evaluate_ensemble(
+        tiny_variants["int8"],
+        tiny_splits,
+        {"name": "bitflip", "ber": 0.02},
+        EnsembleConfig(copies=2, seed=3),
+    )
+    assert (int8.members["nonfinite_rate"] == 0).all()

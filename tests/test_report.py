@@ -609,3 +609,21 @@ def test_report_verdict_on_a_chosen_data_condition(noise_report, tmp_path):
     with pytest.raises(ConfigError, match="data condition 2: the run has 2"):
         build_report(run, tmp_path / "x.html", data_condition=2)
     assert not (tmp_path / "x.html").exists()
+
+
+def test_nonfinite_outputs_are_named_in_the_degradation_section():
+    from robustq.report.html import _nonfinite_text
+
+    table = pd.DataFrame(
+        {
+            "configuration": ["float32"] * 3 + ["int8"] * 2,
+            "fault": ["bitflip"] * 5,
+            "level": [1e-5, 1e-4, 1e-3, 1e-4, 1e-3],
+            "nonfinite_mean": [0.178, 0.9, 1.0, 0.0, 0.0],
+        }
+    )
+    text = _nonfinite_text(table)
+    assert "float32 under bitflip from 1e-05 (17.8% of samples)" in text
+    assert "int8" not in text
+    assert _nonfinite_text(table.assign(nonfinite_mean=0.0)) == ""
+    assert _nonfinite_text(table.drop(columns=["nonfinite_mean"])) == ""

@@ -358,6 +358,7 @@ def test_rows_in_the_store(base_run, data_dir):
         "probability_shift",
         "member_accuracy_mean",
         "member_flip_rate_std",
+        "member_nonfinite_rate_mean",
         "seconds",
         "version_tensorflow",
         "version_ai_edge_litert",

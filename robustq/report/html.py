@@ -504,8 +504,38 @@ def _aggregate_table(frame: pd.DataFrame) -> pd.DataFrame:
         OA_min=("accuracy_score", "min"),
         OA_max=("accuracy_score", "max"),
         **({"flip_rate_mean": ("flip_rate", "mean")} if "flip_rate" in rows else {}),
+        **(
+            {"nonfinite_mean": ("member_nonfinite_rate_mean", "mean")}
+            if "member_nonfinite_rate_mean" in rows
+            else {}
+        ),
     ).reset_index()
     return table.rename(columns={"configuration": "configuration", "fault_label": "fault"})
+
+
+def _nonfinite_text(table: pd.DataFrame) -> str:
+    """A sentence naming where perturbed models output NaN/inf ("" when none did).
+
+    Per configuration and fault, the weakest level with non-finite outputs
+    and the share of samples affected there: those labels are argmax of a
+    non-finite vector, not predictions, and a finiteness check on board
+    would catch them.
+    """
+    if "nonfinite_mean" not in table or not (table["nonfinite_mean"] > 0).any():
+        return ""
+    hit = table[table["nonfinite_mean"] > 0].sort_values("level", kind="stable")
+    first = hit.groupby(["configuration", "fault"], sort=False).head(1)
+    items = [
+        f"{r.configuration} under {r.fault} from {_level(r.level)} "
+        f"({100 * r.nonfinite_mean:.1f}% of samples)"
+        for r in first.itertuples()
+    ]
+    return (
+        "<p><b>Non-finite outputs.</b> Some perturbed models compute NaN or infinity: "
+        + _esc("; ".join(items))
+        + ". Their labels there are not predictions; a finiteness check on the output "
+        "would flag these samples on board.</p>"
+    )
 
 
 @dataclass(frozen=True)
@@ -808,10 +838,12 @@ def build_report(
                 _image(figures.plot_degradation(frame, "flip_rate"), "flip rate against level")
             )
         table = _aggregate_table(frame)
+        parts.append(_nonfinite_text(table))
         parts.append(
             "<details><summary>the numbers (mean over seeds per level)</summary>"
             + _html_table(table, {"level": _level})
-            + "</details>"
+            + "<p class='caption'>nonfinite_mean: share of test samples whose perturbed "
+            "output holds a NaN or an infinity.</p></details>"
         )
         sections["degradation"] = "\n".join(parts)
     if has_data_noise_axis(everything):
