@@ -563,10 +563,19 @@ def sweep(
         bool, typer.Option(help="Accept a changed spec on an existing run folder.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar with ETA on stderr.")] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Validate the spec and data, print the grid's size; run and write nothing."
+        ),
+    ] = False,
 ) -> None:
     """Run a robustness sweep (schemes x faults x levels x seeds); resumes where it stopped."""
     from robustq.sweep import aggregate, format_report, load_results, run_sweep
 
+    if dry_run:
+        _print_plan(spec, out)
+        return
     summary = run_sweep(
         spec, out, jobs=jobs, executor=executor, address=address, extend=extend, progress=progress
     )
@@ -576,6 +585,24 @@ def sweep(
         f"{summary.computed} computed in {summary.seconds:.1f} s "
         f"({summary.executor}, {summary.jobs} jobs)"
     )
+
+
+def _print_plan(spec: Path, out: Path) -> None:
+    """``robustq sweep --dry-run``: the grid's size per scheme and data condition, what is done."""
+    from collections import Counter
+
+    from robustq.sweep import RESULTS_FILE, ResultsStore, grid
+
+    cells = grid(spec)
+    typer.echo(f"{len(cells)} cells")
+    for (scheme, condition), count in Counter((c.scheme, c.noise_label) for c in cells).items():
+        typer.echo(f"  {scheme:<16} data {condition}: {count}")
+    if (out / RESULTS_FILE).exists():
+        with ResultsStore(out) as store:
+            done = store.finished() & {c.key for c in cells}
+        typer.echo(f"{out}: {len(done)} of them already done")
+    else:
+        typer.echo(f"{out}: no results yet")
 
 
 @app.command()

@@ -486,6 +486,10 @@ def test_cli_sweep_results_report(tiny_variants_dir, tiny_splits_file, tmp_path)
         "ensemble:\n  copies: 0\n"
     )
     run_dir = tmp_path / "run"
+    plan = run("sweep", spec, "--out", run_dir, "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    assert "4 cells" in plan.output and "int8             data none: 4" in plan.output
+    assert "no results yet" in plan.output and not run_dir.exists()
     first = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress")
     assert first.exit_code == 0, first.output
     assert "4 cells, 0 already done, 4 computed" in first.output
@@ -510,6 +514,9 @@ def test_cli_sweep_results_report(tiny_variants_dir, tiny_splits_file, tmp_path)
     noisy = run("sweep", spec, "--out", run_dir, "--jobs", "1", "--no-progress", "--extend")
     assert noisy.exit_code == 0, noisy.output
     assert "12 cells, 6 already done, 6 computed" in noisy.output
+    plan = run("sweep", spec, "--out", run_dir, "--dry-run")
+    assert "12 cells" in plan.output and "12 of them already done" in plan.output
+    assert "data gaussian(mean=0,std=1,pa=0.5,pb=1,bc=True): 6" in plan.output
     table = run("results", run_dir)
     assert table.exit_code == 0 and "gaussian(mean=0,std=1,pa=0.5" in table.output
     report = run("report", run_dir, "--required", "gaussian=0.2", "--tolerance", "0.5")
