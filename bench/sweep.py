@@ -11,7 +11,7 @@ and ``jobs=2`` (two worker processes, fork-server start included), then
 prints cells per second and the speed-up (goal: at least 1.7x on 2 cores),
 and checks that both runs stored identical rows. Then the same ``jobs=1``
 run once more with the per-process cache of clean predictions switched off
-(``robustq.sweep._CLEAN_CACHE_SIZE = 0``): each cell then predicts the
+(``robustq.sweep.cells._CLEAN_CACHE_SIZE = 0``): each cell then predicts the
 clean model too, as before the cache existed; the ratio is the cache's
 speed-up (goal: close to 2x for one-member cells) and the rows must again
 be identical.
@@ -145,14 +145,14 @@ def main() -> None:
             )
         print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f}")
 
-        from robustq import sweep
+        from robustq.sweep import cells
 
-        cache_size = sweep._CLEAN_CACHE_SIZE
-        sweep._CLEAN_CACHE_SIZE = 0
+        cache_size = cells._CLEAN_CACHE_SIZE
+        cells._CLEAN_CACHE_SIZE = 0
         try:
             uncached, uncached_s = _timed_run(spec, folder / "nocache", 1)
         finally:
-            sweep._CLEAN_CACHE_SIZE = cache_size
+            cells._CLEAN_CACHE_SIZE = cache_size
         assert uncached.computed == 24
         pd.testing.assert_frame_equal(
             load_results(folder / "nocache").drop(columns=list(VOLATILE_COLUMNS)),

@@ -444,7 +444,7 @@ def test_changed_spec_is_refused_and_extend_adds_cells(base_run, data_dir, tmp_p
 
 
 def test_a_second_driver_on_the_same_folder_is_refused(base_run, data_dir):
-    from robustq.sweep import _run_lock
+    from robustq.sweep.store import _run_lock
 
     with _run_lock(base_run), pytest.raises(ConfigError, match="another sweep"):
         run_sweep(make_spec(data_dir), base_run, jobs=1, progress=False)
@@ -647,14 +647,14 @@ def test_layerwise_cells_touch_one_layer_and_build_a_table(tmp_path, data_dir, t
 @pytest.fixture(scope="module")
 def noise_run(tmp_path_factory, data_dir) -> Path:
     """2 schemes x (clean data, gaussian data noise) x gaussian weights at 2 levels x 2 seeds."""
-    from robustq import sweep
+    from robustq.sweep import cells
 
-    sweep._CLEAN_CACHE.clear()
+    cells._CLEAN_CACHE.clear()
     run = tmp_path_factory.mktemp("noise_run") / "run"
     summary = run_sweep(noise_run_spec(data_dir), run, jobs=1, progress=False)
     assert summary.computed == 16
     # one clean prediction per scheme and data draw: clean data once, noisy data per repeat
-    assert len(sweep._CLEAN_CACHE) == 2 * (1 + 2)
+    assert len(cells._CLEAN_CACHE) == 2 * (1 + 2)
     return run
 
 
@@ -695,11 +695,11 @@ def test_data_noise_cells_score_the_noisy_test_sample(noise_run, tiny_splits, ti
 
 
 def test_cached_clean_predictions_change_nothing(noise_run, data_dir, monkeypatch):
-    from robustq import sweep
+    from robustq.sweep import cells as sweep_cells
 
     stored = load_results(noise_run).set_index("key")
     cells = [c for c in grid(noise_run_spec(data_dir)) if c.data_noise and c.level > 0][:2]
-    monkeypatch.setattr(sweep, "_CLEAN_CACHE_SIZE", 0)
+    monkeypatch.setattr(sweep_cells, "_CLEAN_CACHE_SIZE", 0)
     for cell in cells:
         row = run_cell(cell, data_dir / "variants", data_dir / "splits.npz")
         for column, value in row.items():
@@ -710,8 +710,8 @@ def test_cached_clean_predictions_change_nothing(noise_run, data_dir, monkeypatc
             else:
                 assert stored.loc[cell.key, column] == value, column
     # the noisy data is a pure function of the cell: same seed, same bytes
-    sample = cell_data(cells[0], sweep._cell_splits(data_dir / "splits.npz", cells[0])[0])
-    again = cell_data(cells[0], sweep._cell_splits(data_dir / "splits.npz", cells[0])[0])
+    sample = cell_data(cells[0], sweep_cells._cell_splits(data_dir / "splits.npz", cells[0])[0])
+    again = cell_data(cells[0], sweep_cells._cell_splits(data_dir / "splits.npz", cells[0])[0])
     assert np.array_equal(sample.x_test, again.x_test)
 
 
