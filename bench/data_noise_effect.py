@@ -41,10 +41,11 @@ def main() -> None:
 
     from robustq.acquisition import DataNoise, apply_to_splits
     from robustq.convert import to_tflite
-    from robustq.data import make_splits, synthetic_scene
+    from robustq.data import make_splits
     from robustq.evaluate import evaluate_bytes
     from robustq.fileio import write_csv
     from robustq.models import TrainConfig, train
+    from robustq.synthetic import synthetic_scene
 
     warnings.filterwarnings("ignore")
     start = time.perf_counter()

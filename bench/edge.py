@@ -40,8 +40,9 @@ def main() -> None:
 
     import pandas as pd
 
-    from robustq.data import make_splits, subsample_test, synthetic_scene
+    from robustq.data import make_splits, subsample_test
     from robustq.edge import compat_matrix, evaluate_edge, footprint, parse_configs
+    from robustq.synthetic import synthetic_scene
 
     configs = parse_configs(args.configs)
     scene = synthetic_scene(seed=0)

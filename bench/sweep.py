@@ -107,8 +107,9 @@ def main() -> None:
 
     import pandas as pd
 
-    from robustq.data import make_splits, synthetic_scene
+    from robustq.data import make_splits
     from robustq.sweep import VOLATILE_COLUMNS, load_results
+    from robustq.synthetic import synthetic_scene
 
     with tempfile.TemporaryDirectory(prefix="robustq-bench-sweep-") as tmp:
         folder = Path(tmp)

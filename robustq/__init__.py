@@ -19,8 +19,8 @@ _EXPORTS: dict[str, str] = {
     "Splits": "robustq.data",
     "load_cube_scene": "robustq.data",
     "load_sample_scene": "robustq.data",
-    "synthetic_scene": "robustq.data",
-    "synthetic_cube": "robustq.data",
+    "synthetic_scene": "robustq.synthetic",
+    "synthetic_cube": "robustq.synthetic",
     "make_splits": "robustq.data",
     # models
     "model_2d": "robustq.models",

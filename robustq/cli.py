@@ -174,7 +174,9 @@ def prepare(
     from robustq import data as rq_data
 
     if synthetic:
-        scene = rq_data.synthetic_scene(seed=seed)
+        from robustq.synthetic import synthetic_scene
+
+        scene = synthetic_scene(seed=seed)
     elif data is None:
         raise ConfigError("give a DATA file (with --gt or --labels) or --synthetic")
     elif gt is not None:

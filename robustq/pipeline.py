@@ -68,7 +68,8 @@ def run_demo(
     ``manifest.json``), ``eval/<scheme>/`` (``inference_metrics.csv``,
     ``confusion_matrix.csv``), ``summary.csv`` and ``config.json``.
     """
-    from robustq.data import make_splits, subsample_test, synthetic_scene
+    from robustq.data import make_splits, subsample_test
+    from robustq.synthetic import synthetic_scene
 
     config = config or DemoConfig()
     out = Path(out_dir)

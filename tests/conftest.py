@@ -22,7 +22,7 @@ from robustq.convert import SCHEMES as TINY_SCHEMES  # noqa: E402  (every scheme
 @pytest.fixture(scope="session")
 def tiny_scene():
     """A 120 x 80 synthetic scene (103 bands, 9 classes)."""
-    from robustq.data import synthetic_scene
+    from robustq.synthetic import synthetic_scene
 
     return synthetic_scene(seed=3, height=120, width=80)
 

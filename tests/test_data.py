@@ -1,4 +1,4 @@
-"""Tests of robustq.data: loading, cleaning, splitting, scaling and the synthetic scene."""
+"""Tests of robustq.data (loading, cleaning, splitting, scaling) and robustq.synthetic."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from robustq.data import (
     make_splits,
     scene_from_cube,
     scene_from_samples,
-    synthetic_cube,
-    synthetic_scene,
 )
 from robustq.errors import ConfigError, InputError
+from robustq.synthetic import synthetic_cube, synthetic_scene
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1] / "tflite_models"
 
 @pytest.fixture(scope="module")
 def default_test_sample():
-    from robustq.data import make_splits, subsample_test, synthetic_scene
+    from robustq.data import make_splits, subsample_test
+    from robustq.synthetic import synthetic_scene
 
     splits = make_splits(synthetic_scene(seed=0), 250, 0.1, 0)
     return subsample_test(splits, 5000, 0)

@@ -643,7 +643,7 @@ def _evaluate_shown(art: RunArtefacts, row: Any) -> _Shown:
 
 
 def _class_names(splits: Any, long: bool) -> list[str]:
-    from robustq.data import SYNTHETIC_CLASS_NAMES
+    from robustq.synthetic import SYNTHETIC_CLASS_NAMES
 
     names = [str(label) for label in splits.label_map]
     synthetic = str(splits.scene_name).startswith("synthetic")
