@@ -730,3 +730,14 @@ def noise_run_spec(data_dir: Path) -> SweepSpec:
         data_noise=[None, NOISE],
         test_limit=600,
     )
+
+
+def test_ray_executor_applies_the_data_noise_like_the_local_one(noise_run, data_dir, tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'robustq[ray]')")
+    summary = run_sweep(
+        noise_run_spec(data_dir), tmp_path / "ray", jobs=2, executor="ray", progress=False
+    )
+    assert summary.computed == 16
+    pd.testing.assert_frame_equal(
+        stable(load_results(tmp_path / "ray")), stable(load_results(noise_run))
+    )
