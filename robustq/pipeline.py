@@ -147,7 +147,7 @@ def sweep_and_report(
 ) -> Path:
     """Run the demo's sweep into ``out/sweep`` and write its report; return the HTML path."""
     from robustq.report import build_report
-    from robustq.sweep import SweepSpec, run_sweep
+    from robustq.sweep import SweepSpec, load_results, run_sweep
 
     spec = SweepSpec.from_dict(demo_sweep_spec(out, config))
     log(
@@ -161,4 +161,32 @@ def sweep_and_report(
     )
     if result.verdict is not None:
         log(result.verdict.summary)
+    for line in data_noise_summary(load_results(out / "sweep")):
+        log(line)
     return result.html_path
+
+
+def data_noise_summary(frame: pd.DataFrame) -> list[str]:
+    """One line per noisy data condition: each scheme's clean OA on clean data -> noisy data.
+
+    Empty when the run has no data-noise axis (or no clean-data cells to
+    compare with).
+    """
+    from robustq.report.conditions import two_axis_table
+
+    table = two_axis_table(frame)
+    if table.empty:
+        return []
+    clean = table.groupby(["configuration", "data_noise"], sort=False)["clean_OA"].first()
+    lines = []
+    for condition in dict.fromkeys(table["data_noise"]):
+        if condition == "none":
+            continue
+        parts = [
+            f"{name} {clean[(name, 'none')]:.3f} -> {clean[(name, condition)]:.3f}"
+            for name in dict.fromkeys(table["configuration"])
+            if (name, "none") in clean.index and (name, condition) in clean.index
+        ]
+        if parts:
+            lines.append(f"clean OA under data noise {condition}: " + ", ".join(parts))
+    return lines

@@ -46,5 +46,7 @@ def test_run_demo_writes_every_artefact(tmp_path):
     assert '<section id="datanoise">' in html  # clean vs noisy test data x weight faults
     assert (tmp_path / "sweep" / "report.md").exists()
     assert any(m.startswith("report:") for m in messages)
+    noisy = [m for m in messages if m.startswith("clean OA under data noise gaussian(")]
+    assert len(noisy) == 1 and "float32 " in noisy[0] and "int8 " in noisy[0]
     # no temporary files left behind
     assert not list(tmp_path.rglob("*.tmp"))
