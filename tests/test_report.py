@@ -511,6 +511,8 @@ def test_two_axis_table_against_a_hand_computed_case():
     alone = two_axis_table(only).set_index("level")
     assert alone.loc[0.2, "dOA_total"] == pytest.approx(-0.09)
     assert alone.loc[0.2, "dOA_data"] == pytest.approx(0.0)
+    with pytest.raises(InputError, match="lacks column.*clean_accuracy"):
+        two_axis_table(two_axis_frame().drop(columns=["clean_accuracy"]))
 
 
 def test_data_noise_figure_for_notebooks():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from robustq.errors import InputError
 from robustq.report.verdict import (
     NO_DATA_NOISE,
     label_rows,
@@ -42,6 +43,8 @@ TWO_AXIS_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :func:`two_axis_table`, in order."""
 
+_NEEDED = ("scheme", "fault", "parameter", "level", "accuracy_score", "clean_accuracy")
+
 
 def has_data_noise_axis(frame: pd.DataFrame) -> bool:
     """True when the run's whole-model cells were evaluated under acquisition noise."""
@@ -64,8 +67,11 @@ def two_axis_table(frame: pd.DataFrame) -> pd.DataFrame:
     clean_OA(R)`` (both) and ``interaction = dOA_total - dOA_data -
     dOA_fault`` (negative: the two compound; NaN where a term is missing).
     Rows keep grid order; an empty frame gives an empty table with these
-    columns.
+    columns, a frame without the needed columns an InputError naming them.
     """
+    missing = [c for c in _NEEDED if c not in frame.columns]
+    if missing:
+        raise InputError(f"the results frame lacks column(s) {', '.join(missing)}")
     rows = whole_model_rows(frame, all_conditions=True)
     if rows.empty:
         return pd.DataFrame(columns=list(TWO_AXIS_COLUMNS))
