@@ -511,6 +511,20 @@ def test_two_axis_table_against_a_hand_computed_case():
     alone = two_axis_table(only).set_index("level")
     assert alone.loc[0.2, "dOA_total"] == pytest.approx(-0.09)
     assert alone.loc[0.2, "dOA_data"] == pytest.approx(0.0)
+    # the recommended configuration under the other data condition, at the required level
+    # (0.1 is not tested: the smallest tested level above it, 0.2, is reported)
+    from robustq.report.html import _chosen_under_noise
+
+    frame = two_axis_frame()
+    for required in (0.2, 0.1):
+        chosen, lines = _chosen_under_noise(
+            frame, verdict(frame, 0.06, {"gaussian": required}), "none"
+        )
+        assert chosen == "int8"
+        assert lines == [
+            f"{NOISY}: clean model 0.8000 (-10.0 points); gaussian at 0.2: 0.7100 (-19.0 points)"
+        ]
+    assert _chosen_under_noise(frame, verdict(frame, 0.01, {"gaussian": 0.2}), "none") == ("", [])
     with pytest.raises(InputError, match="lacks column.*clean_accuracy"):
         two_axis_table(two_axis_frame().drop(columns=["clean_accuracy"]))
 
@@ -580,6 +594,22 @@ def test_report_shows_data_noise_x_weight_faults(noise_report):
     assert (noisy["dOA_data"] < 0).all()  # 30 % of the samples drowned in std-1 noise
     markdown = report.md_path.read_text(encoding="utf-8")
     assert "## Data noise x weight faults" in markdown
+    # the recommended configuration's figures under the noisy data, from the same table
+    loose = build_report(run, run / "loose.html", tolerance=1.0, required={"gaussian": 0.3})
+    markdown = loose.md_path.read_text(encoding="utf-8")
+    chosen = loose.verdict.overall.chosen
+    assert chosen is not None  # a tolerance of 100 points tolerates everything
+    row = table[
+        (table["configuration"] == chosen)
+        & (table["data_noise"] == NOISY)
+        & (table["fault"] == "gaussian")
+        & (table["level"] == 0.3)
+    ].iloc[0]
+    line = (
+        f"- {NOISY}: clean model {row['clean_OA']:.4f} ({100 * row['dOA_data']:+.1f} "
+        f"points); gaussian at 0.3: {row['OA']:.4f} ({100 * row['dOA_total']:+.1f} points)"
+    )
+    assert line in markdown
     assert f"| int8 | {NOISY} |" in markdown
 
 

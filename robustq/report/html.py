@@ -847,7 +847,9 @@ def build_report(
         )
         sections["degradation"] = "\n".join(parts)
     if has_data_noise_axis(everything):
-        sections["datanoise"] = _data_noise_section(everything)
+        sections["datanoise"] = _data_noise_section(
+            everything, _chosen_under_noise(everything, result, reference_condition(frame))
+        )
     if "layer" in frame and frame["layer"].notna().any():
         parts = []
         layered = reference_rows(frame)
@@ -945,12 +947,62 @@ _TWO_AXIS_FORMATS = {
 }
 
 
-def _data_noise_section(frame: pd.DataFrame) -> str:
+def _chosen_under_noise(
+    frame: pd.DataFrame, result: Verdict | None, verdict_condition: str | None
+) -> tuple[str, list[str]]:
+    """The recommended configuration's OA under every other data condition, one line each.
+
+    Returns the configuration (or "" when the verdict chose none) and, per
+    data condition other than the one the verdict was made on: the clean
+    model's OA there and the OA at each required fault level (the smallest
+    tested level at or above it), with the change in points against the
+    clean model on the reference data.
+    """
+    overall = result.overall if result is not None else None
+    if overall is None or overall.chosen is None:
+        return "", []
+    chosen = overall.chosen
+    needs = [
+        (r.fault, float(r.required))
+        for r in result.rows
+        if r.configuration == chosen and r.required is not None
+    ]
+    table = two_axis_table(frame)
+    lines = []
+    for condition in dict.fromkeys(table["data_noise"]):
+        own = table[(table["configuration"] == chosen) & (table["data_noise"] == condition)]
+        if condition == verdict_condition or own.empty:
+            continue
+        first = own.iloc[0]
+        parts = [f"clean model {first['clean_OA']:.4f} ({100 * first['dOA_data']:+.1f} points)"]
+        for fault, level in needs:
+            tested = own[(own["fault"] == fault) & (own["level"] >= level - 1e-12)]
+            if tested.empty:
+                continue
+            row = tested.sort_values("level", kind="stable").iloc[0]
+            parts.append(
+                f"{fault} at {_level(row['level'])}: {row['OA']:.4f} "
+                f"({100 * row['dOA_total']:+.1f} points)"
+            )
+        lines.append(f"{condition}: " + "; ".join(parts))
+    return chosen, lines
+
+
+def _data_noise_section(frame: pd.DataFrame, chosen: tuple[str, list[str]]) -> str:
     """The two-axis view: heatmaps of OA under data noise x weight faults, and the numbers."""
     table = two_axis_table(frame)
     reference = reference_condition(frame)
+    summary = ""
+    if chosen[1]:
+        summary = (
+            f"<p>The recommended <b>{_esc(chosen[0])}</b> under the other data conditions "
+            f"(points against its clean OA on {_esc(reference)} data):</p><ul>"
+            + "".join(f"<li>{_esc(line)}</li>" for line in chosen[1])
+            + "</ul>"
+        )
     return "\n".join(
         [
+            summary,
             _image(figures.plot_data_noise(frame), "OA under data noise and weight faults"),
             "<p class='caption'>Each panel: one configuration under one fault model; rows "
             "are the data conditions (acquisition noise on the test sample, the same draw "
@@ -1062,6 +1114,14 @@ def _markdown(
         lines += [
             "## Data noise x weight faults",
             "",
+        ]
+        chosen, lines_under_noise = _chosen_under_noise(
+            everything, result, reference_condition(art.frame)
+        )
+        if lines_under_noise:
+            lines += [f"The recommended **{chosen}** under the other data conditions:", ""]
+            lines += [f"- {line}" for line in lines_under_noise] + [""]
+        lines += [
             "Mean OA over seeds; rows: configuration and data condition (acquisition noise on "
             "the test sample), columns: no weight fault, then each fault level.",
             "",
