@@ -540,6 +540,11 @@ def test_data_noise_figure_for_notebooks():
     numbers = sorted(t.get_text() for t in panels[0].texts)
     assert numbers == sorted(["0.900", "0.900", "0.850", "0.800", "0.800", "0.710"])
     assert figure_png(figure).startswith(PNG_SIGNATURE)
+    # colour = OA change against the clean model on clean data (0.90), saturating at -0.3
+    shown = panels[0].images[0].get_array()
+    assert np.allclose(shown, [[0.0, 0.0, -0.05], [-0.10, -0.10, -0.19]])
+    with pytest.raises(ConfigError, match="saturation"):
+        plot_data_noise(two_axis_frame(), saturation=0)
 
 
 @pytest.fixture(scope="module")

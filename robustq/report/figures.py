@@ -228,19 +228,22 @@ def plot_layer_heatmap(
     return figure
 
 
-def plot_data_noise(frame: pd.DataFrame) -> Any:
+def plot_data_noise(frame: pd.DataFrame, saturation: float = 0.3) -> Any:
     """The two-axis view: OA of each configuration under data noise x weight-fault level.
 
     One heatmap panel per configuration (rows of panels) and fault model
     (columns of panels); in each, one row per data condition and one column
     per fault level, after a first ``no fault`` column (the clean model
-    under that data condition). Colour and number: mean OA over seeds
-    (:func:`robustq.report.conditions.two_axis_table`), one colour scale for
-    all panels. InputError when the frame has no whole-model cells.
+    under that data condition). Number: mean OA over seeds
+    (:func:`robustq.report.conditions.two_axis_table`). Colour: the OA change
+    against the configuration's clean model on the reference data (red =
+    accuracy lost, saturating at ``-saturation``; blue = gained), one scale
+    for all panels, so small losses of healthy models stay visible next to
+    broken ones. InputError when the frame has no whole-model cells.
     """
     import textwrap
 
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import TwoSlopeNorm
 
     from robustq.report.conditions import two_axis_table
 
@@ -250,10 +253,13 @@ def plot_data_noise(frame: pd.DataFrame) -> Any:
     configurations = list(dict.fromkeys(table["configuration"]))
     faults = list(dict.fromkeys(table["fault"]))
     conditions = list(dict.fromkeys(table["data_noise"]))
-    values = np.concatenate([table["OA"].to_numpy(float), table["clean_OA"].to_numpy(float)])
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-6)
+    if not saturation > 0:
+        raise ConfigError(f"saturation must be > 0 (got {saturation!r})")
+    # the clean model on the reference data, per configuration: the colour's zero
+    base = (table["clean_OA"] - table["dOA_data"]).groupby(table["configuration"]).first()
+    gains = table["dOA_total"].to_numpy(float)
+    gain = float(np.nanmax(gains)) if np.isfinite(gains).any() else 0.0
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-saturation, vmax=max(saturation / 6, gain))
     widest = max(len(table.loc[table["fault"] == f, "level"].unique()) for f in faults) + 1
     figure = _figure(
         2.4 + len(faults) * (0.9 + 0.62 * widest),
@@ -275,10 +281,15 @@ def plot_data_noise(frame: pd.DataFrame) -> Any:
                 grid[r, 0] = float(own["clean_OA"].iloc[0])
                 for _, row in own.iterrows():
                     grid[r, 1 + levels.index(float(row["level"]))] = float(row["OA"])
-            image = axis.imshow(grid, cmap="RdYlGn", norm=norm, aspect="auto")
+            change = np.clip(grid - float(base.get(configuration, np.nan)), -saturation, None)
+            image = axis.imshow(change, cmap="RdBu", norm=norm, aspect="auto")
             for (r, c), value in np.ndenumerate(grid):
                 if np.isfinite(value):
-                    axis.text(c, r, f"{value:.3f}", ha="center", va="center", fontsize=7)
+                    dark = np.isfinite(change[r, c]) and change[r, c] < -0.6 * saturation
+                    color = "white" if dark else "black"
+                    axis.text(
+                        c, r, f"{value:.3f}", ha="center", va="center", fontsize=7, color=color
+                    )
             axis.set_xticks(
                 range(len(levels) + 1), ["no fault", *(f"{v:g}" for v in levels)], fontsize=7
             )
@@ -287,8 +298,12 @@ def plot_data_noise(frame: pd.DataFrame) -> Any:
             axis.set_xlabel(parameter, fontsize="small")
             axis.set_title(f"{configuration}: {fault}", fontsize="small")
     if image is not None:
-        figure.colorbar(image, ax=axes.ravel().tolist(), label="OA (mean over seeds)")
-    figure.suptitle("OA under data noise (rows) x weight-fault level (columns)", fontsize="medium")
+        figure.colorbar(
+            image, ax=axes.ravel().tolist(), label="OA change vs clean model on clean data"
+        )
+    figure.suptitle(
+        "OA (numbers) under data noise (rows) x weight-fault level (columns)", fontsize="medium"
+    )
     return figure
 
 

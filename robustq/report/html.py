@@ -1007,7 +1007,9 @@ def _data_noise_section(frame: pd.DataFrame, chosen: tuple[str, list[str]]) -> s
             "<p class='caption'>Each panel: one configuration under one fault model; rows "
             "are the data conditions (acquisition noise on the test sample, the same draw "
             "for every scheme and level of a repeat), columns the fault levels after the "
-            "clean model ('no fault'). Mean OA over seeds.</p>",
+            "clean model ('no fault'). Numbers: mean OA over seeds; colour: the change "
+            "against the clean model on the reference data (red = accuracy lost, saturated "
+            "from 30 points down; blue = gained).</p>",
             f"<p>Losses against the clean model on the reference data ({_esc(reference)}): "
             "<b>dOA_data</b> is the data noise alone, <b>dOA_fault</b> the weight fault "
             "alone, <b>dOA_total</b> both together, and <b>interaction</b> = total - data - "
