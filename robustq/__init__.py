@@ -61,8 +61,8 @@ _EXPORTS: dict[str, str] = {
     "EnsembleConfig": "robustq.ensemble",
     "EnsembleResult": "robustq.ensemble",
     "evaluate_ensemble": "robustq.ensemble",
-    "CleanPrediction": "robustq.ensemble",
-    "predict_clean": "robustq.ensemble",
+    "SplitsPrediction": "robustq.ensemble",
+    "predict_splits": "robustq.ensemble",
     # acquisition noise on data
     "DataNoise": "robustq.acquisition",
     "apply_noise": "robustq.acquisition",

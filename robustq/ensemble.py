@@ -112,14 +112,14 @@ def vote_classifier(voter: Any, probabilities: np.ndarray, n_classes: int) -> np
 
 
 @dataclass(frozen=True)
-class CleanPrediction:
-    """The clean variant's class probabilities on a split's test (and train) samples.
+class SplitsPrediction:
+    """A variant's class probabilities on a split's test (and train) samples.
 
-    What :func:`evaluate_ensemble` compares its members with. Computed by
-    :func:`predict_clean`; a caller that evaluates many ensembles of the same
-    variant on the same data (a sweep) computes it once and passes it in.
-    ``train`` is None unless a stacking voter needs it; ``seconds`` is the
-    test inference time.
+    One per ensemble member, from :func:`predict_splits`. The clean variant's
+    is what :func:`evaluate_ensemble` compares its members with; a caller
+    that evaluates many ensembles of the same variant on the same data (a
+    sweep) computes it once and passes it in. ``train`` is None unless a
+    stacking voter needs it; ``seconds`` is the test inference time.
     """
 
     test: np.ndarray
@@ -127,10 +127,10 @@ class CleanPrediction:
     seconds: float
 
 
-def predict_clean(
+def predict_splits(
     model_bytes: bytes, splits: Any, config: EnsembleConfig | None = None
-) -> CleanPrediction:
-    """Run the clean variant on the test split (and the train split for a stacking voter).
+) -> SplitsPrediction:
+    """Run a variant on the test split (and the train split for a stacking voter).
 
     Uses ``config``'s batch size, threads and kernels; the training split is
     predicted only when ``config.voting == "classifier"``.
@@ -142,7 +142,7 @@ def predict_clean(
         train = predict(
             model_bytes, splits.x_train, config.batch_size, config.threads, config.kernels
         ).probabilities
-    return CleanPrediction(test=test.probabilities, train=train, seconds=test.seconds)
+    return SplitsPrediction(test=test.probabilities, train=train, seconds=test.seconds)
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def evaluate_ensemble(
     fault: Any,
     config: EnsembleConfig | None = None,
     targets: Any = None,
-    clean: CleanPrediction | None = None,
+    clean: SplitsPrediction | None = None,
 ) -> EnsembleResult:
     """Evaluate an ensemble of perturbed copies of a variant against its clean baseline.
 
@@ -224,7 +224,7 @@ def evaluate_ensemble(
     copies perturbed with ``fault`` (a FaultSpec, dict or name) on
     ``targets``, seeded from ``config.seed`` (independent streams per member).
     ``clean`` is the clean variant's prediction on these very splits (from
-    :func:`predict_clean`, with the same config) when the caller has it;
+    :func:`predict_splits`, with the same config) when the caller has it;
     otherwise it is computed here. Returns the ensemble's seed-style metrics
     with degradation columns, one row per member, and the ensemble's
     confusion matrix.
@@ -235,18 +235,14 @@ def evaluate_ensemble(
     started = time.perf_counter()
     need_train = config.voting == "classifier"
     if clean is None or (need_train and clean.train is None):
-        clean = predict_clean(model_bytes, splits, config)
+        clean = predict_splits(model_bytes, splits, config)
     if len(clean.test) != len(splits.y_test):
         raise ConfigError(
             f"the clean prediction has {len(clean.test)} test samples, the splits "
             f"{len(splits.y_test)}: it was computed on other data"
         )
 
-    def run(blob: bytes) -> tuple[np.ndarray, np.ndarray | None, float]:
-        prediction = predict_clean(blob, splits, config)
-        return prediction.test, prediction.train, prediction.seconds
-
-    clean_test, clean_train, clean_seconds = clean.test, clean.train, clean.seconds
+    clean_test = clean.test
     clean_labels = clean_test.argmax(axis=1)
     clean_scores = score(splits.y_test, clean_labels, splits.n_classes)
     test_probs: list[np.ndarray] = []
@@ -254,31 +250,31 @@ def evaluate_ensemble(
     rows: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
 
-    def add_member(name: str, test: np.ndarray, train: np.ndarray | None, seconds: float) -> None:
+    def add_member(name: str, prediction: SplitsPrediction) -> None:
+        test = prediction.test
         labels = test.argmax(axis=1)
         member_scores = score(splits.y_test, labels, splits.n_classes)
         test_probs.append(test)
-        if train is not None:
-            train_probs.append(train)
+        if prediction.train is not None:
+            train_probs.append(prediction.train)
         rows.append(
             {
                 "member": name,
-                **member_scores.row(seconds),
+                **member_scores.row(prediction.seconds),
                 **degradation(member_scores, clean_scores, labels, clean_labels, test, clean_test),
                 "nonfinite_rate": nonfinite_rate(test),
             }
         )
 
     if config.include_clean:
-        add_member("clean", clean_test, clean_train, clean_seconds)
+        add_member("clean", clean)
     if config.copies:
         for index, result in enumerate(
             perturbed_members(
                 model_bytes, fault, config.copies, config.seed, targets, config.threads
             )
         ):
-            test, train, seconds = run(result.model_bytes)
-            add_member(f"copy_{index}", test, train, seconds)
+            add_member(f"copy_{index}", predict_splits(result.model_bytes, splits, config))
             records.append(result.record)
     stacked = np.stack(test_probs)
     summed = None

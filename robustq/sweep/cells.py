@@ -461,7 +461,7 @@ def _clean_prediction(cell: Cell, model_bytes: bytes, splits: Any, config: Any) 
     by hand) is never cached. Inference with one thread is deterministic, so
     a cached prediction is the one the cell would compute.
     """
-    from robustq.ensemble import predict_clean
+    from robustq.ensemble import predict_splits
 
     if not (cell.variant_sha256 and cell.splits_sha256) or _CLEAN_CACHE_SIZE <= 0:
         return None
@@ -476,7 +476,7 @@ def _clean_prediction(cell: Cell, model_bytes: bytes, splits: Any, config: Any) 
     if key in _CLEAN_CACHE:
         _CLEAN_CACHE.move_to_end(key)
         return _CLEAN_CACHE[key]
-    prediction = predict_clean(model_bytes, splits, config)
+    prediction = predict_splits(model_bytes, splits, config)
     _CLEAN_CACHE[key] = prediction
     while len(_CLEAN_CACHE) > _CLEAN_CACHE_SIZE:
         _CLEAN_CACHE.popitem(last=False)
