@@ -517,14 +517,14 @@ def test_two_axis_table_against_a_hand_computed_case():
 
     frame = two_axis_frame()
     for required in (0.2, 0.1):
-        chosen, lines = _chosen_under_noise(
-            frame, verdict(frame, 0.06, {"gaussian": required}), "none"
-        )
+        result = verdict(frame, 0.06, {"gaussian": required})
+        chosen, lines = _chosen_under_noise(two_axis_table(frame), result, "none")
         assert chosen == "int8"
         assert lines == [
             f"{NOISY}: clean model 0.8000 (-10.0 points); gaussian at 0.2: 0.7100 (-19.0 points)"
         ]
-    assert _chosen_under_noise(frame, verdict(frame, 0.01, {"gaussian": 0.2}), "none") == ("", [])
+    strict = verdict(frame, 0.01, {"gaussian": 0.2})  # nothing is chosen
+    assert _chosen_under_noise(two_axis_table(frame), strict, "none") == ("", [])
     with pytest.raises(InputError, match="lacks column.*clean_accuracy"):
         two_axis_table(two_axis_frame().drop(columns=["clean_accuracy"]))
 

@@ -65,7 +65,6 @@ from robustq.report.verdict import (
     label_rows,
     parse_required,
     reference_condition,
-    reference_rows,
     select_condition,
     verdict,
     whole_model_rows,
@@ -459,7 +458,7 @@ def _baseline(art: RunArtefacts) -> pd.DataFrame:
     """One row per scheme: file size, parameters, parameter bytes, clean OA/AA/kappa, throughput."""
     from robustq.edge import footprint
 
-    frame = reference_rows(art.frame)
+    frame = art.frame
     by_scheme = {v.scheme: v for v in art.variants}
     n_test = _sample_size(art)
     rows = []
@@ -789,6 +788,9 @@ def build_report(
         raise ConfigError(f"tolerance must be a number (got {tolerance!r})")
     art = locate_artefacts(run_dir)
     everything = art.frame
+    if data_condition is None:
+        data_condition = reference_condition(everything)
+    # every decision section sees one data condition; the data-noise view sees them all
     art = replace(art, frame=select_condition(everything, data_condition))
     html_path = Path(out) if out is not None else art.run_dir / REPORT_FILE
     if html_path.suffix.lower() not in (".html", ".htm"):
@@ -846,14 +848,12 @@ def build_report(
             "output holds a NaN or an infinity.</p></details>"
         )
         sections["degradation"] = "\n".join(parts)
-    if has_data_noise_axis(everything):
-        sections["datanoise"] = _data_noise_section(
-            everything, _chosen_under_noise(everything, result, reference_condition(frame))
-        )
+    view = _data_noise_view(everything, result, reference_condition(frame))
+    if view is not None:
+        sections["datanoise"] = _data_noise_section(view)
     if "layer" in frame and frame["layer"].notna().any():
         parts = []
-        layered = reference_rows(frame)
-        layered = layered[layered["layer"].notna()]
+        layered = frame[frame["layer"].notna()]
         for scheme in dict.fromkeys(layered["scheme"]):
             for fault in dict.fromkeys(layered.loc[layered["scheme"] == scheme, "fault"]):
                 figure = figures.plot_layer_heatmap(layered, scheme, fault)
@@ -929,7 +929,7 @@ def build_report(
     order = [name for name in SECTIONS if name in sections]
     page = _page(art, order, sections, result)
     write_text(html_path, page)
-    write_text(md_path, _markdown(art, everything, identity, baseline, result, notes))
+    write_text(md_path, _markdown(art, view, identity, baseline, result, notes))
     return ReportResult(
         html_path=html_path,
         md_path=md_path,
@@ -942,13 +942,38 @@ def build_report(
 _TWO_AXIS_FORMATS = {
     "level": _level,
     "seeds": lambda v: str(int(v)),
-    **{c: (lambda v: _num(v, 4)) for c in ("OA", "OA_std", "clean_OA")},
-    **{c: (lambda v: _num(v, 4)) for c in ("dOA_data", "dOA_fault", "dOA_total", "interaction")},
+    **{
+        c: (lambda v: _num(v, 4))
+        for c in ("OA", "OA_std", "clean_OA", "dOA_data", "dOA_fault", "dOA_total", "interaction")
+    },
 }
 
 
-def _chosen_under_noise(
+@dataclass(frozen=True)
+class _DataNoiseView:
+    """The data noise x weight faults view, computed once for the HTML and the Markdown."""
+
+    frame: pd.DataFrame  # every whole-model row, all data conditions
+    table: pd.DataFrame  # two_axis_table(frame)
+    reference: str  # the data condition the losses are measured against
+    chosen: str  # the recommended configuration ("" when none)
+    under_noise: list[str]  # its figures under each other data condition, one line each
+
+
+def _data_noise_view(
     frame: pd.DataFrame, result: Verdict | None, verdict_condition: str | None
+) -> _DataNoiseView | None:
+    """The view of a run with a data-noise axis (None for a run without one)."""
+    if not has_data_noise_axis(frame):
+        return None
+    table = two_axis_table(frame)
+    chosen, lines = _chosen_under_noise(table, result, verdict_condition)
+    reference = reference_condition(frame) or NO_DATA_NOISE
+    return _DataNoiseView(frame, table, reference, chosen, lines)
+
+
+def _chosen_under_noise(
+    table: pd.DataFrame, result: Verdict | None, verdict_condition: str | None
 ) -> tuple[str, list[str]]:
     """The recommended configuration's OA under every other data condition, one line each.
 
@@ -967,7 +992,6 @@ def _chosen_under_noise(
         for r in result.rows
         if r.configuration == chosen and r.required is not None
     ]
-    table = two_axis_table(frame)
     lines = []
     for condition in dict.fromkeys(table["data_noise"]):
         own = table[(table["configuration"] == chosen) & (table["data_noise"] == condition)]
@@ -988,22 +1012,21 @@ def _chosen_under_noise(
     return chosen, lines
 
 
-def _data_noise_section(frame: pd.DataFrame, chosen: tuple[str, list[str]]) -> str:
+def _data_noise_section(view: _DataNoiseView) -> str:
     """The two-axis view: heatmaps of OA under data noise x weight faults, and the numbers."""
-    table = two_axis_table(frame)
-    reference = reference_condition(frame)
+    reference = view.reference
     summary = ""
-    if chosen[1]:
+    if view.under_noise:
         summary = (
-            f"<p>The recommended <b>{_esc(chosen[0])}</b> under the other data conditions "
+            f"<p>The recommended <b>{_esc(view.chosen)}</b> under the other data conditions "
             f"(points against its clean OA on {_esc(reference)} data):</p><ul>"
-            + "".join(f"<li>{_esc(line)}</li>" for line in chosen[1])
+            + "".join(f"<li>{_esc(line)}</li>" for line in view.under_noise)
             + "</ul>"
         )
     return "\n".join(
         [
             summary,
-            _image(figures.plot_data_noise(frame), "OA under data noise and weight faults"),
+            _image(figures.plot_data_noise(view.frame), "OA under data noise and weight faults"),
             "<p class='caption'>Each panel: one configuration under one fault model; rows "
             "are the data conditions (acquisition noise on the test sample, the same draw "
             "for every scheme and level of a repeat), columns the fault levels after the "
@@ -1015,15 +1038,15 @@ def _data_noise_section(frame: pd.DataFrame, chosen: tuple[str, list[str]]) -> s
             "alone, <b>dOA_total</b> both together, and <b>interaction</b> = total - data - "
             "fault (negative: the two compound beyond their sum).</p>",
             "<details><summary>the numbers (mean over seeds)</summary>"
-            + _html_table(table, _TWO_AXIS_FORMATS)
+            + _html_table(view.table, _TWO_AXIS_FORMATS)
             + "</details>",
         ]
     )
 
 
-def _two_axis_markdown(frame: pd.DataFrame) -> str:
+def _two_axis_markdown(table: pd.DataFrame) -> str:
     """A compact Markdown pivot: OA per configuration and data condition, per fault level."""
-    table = two_axis_table(frame)
+    table = table.copy()
     table["column"] = [
         f"{f} {_level(v)}" for f, v in zip(table["fault"], table["level"], strict=True)
     ]
@@ -1099,7 +1122,7 @@ def _page(
 
 def _markdown(
     art: RunArtefacts,
-    everything: pd.DataFrame,
+    view: _DataNoiseView | None,
     identity: Sequence[tuple[str, str]],
     baseline: pd.DataFrame,
     result: Verdict | None,
@@ -1112,22 +1135,16 @@ def _markdown(
     lines += [f"- **{k}**: {v}" for k, v in identity]
     lines += [f"- **note**: {n}" for n in notes]
     lines.append("")
-    if has_data_noise_axis(everything):
-        lines += [
-            "## Data noise x weight faults",
-            "",
-        ]
-        chosen, lines_under_noise = _chosen_under_noise(
-            everything, result, reference_condition(art.frame)
-        )
-        if lines_under_noise:
-            lines += [f"The recommended **{chosen}** under the other data conditions:", ""]
-            lines += [f"- {line}" for line in lines_under_noise] + [""]
+    if view is not None:
+        lines += ["## Data noise x weight faults", ""]
+        if view.under_noise:
+            lines += [f"The recommended **{view.chosen}** under the other data conditions:", ""]
+            lines += [f"- {line}" for line in view.under_noise] + [""]
         lines += [
             "Mean OA over seeds; rows: configuration and data condition (acquisition noise on "
             "the test sample), columns: no weight fault, then each fault level.",
             "",
-            _two_axis_markdown(everything),
+            _two_axis_markdown(view.table),
             "",
         ]
     if not baseline.empty:
