@@ -32,6 +32,7 @@ from robustq.sweep import (
     aggregate,
     cell_data,
     data_noise_seed,
+    evaluate_cell,
     export,
     format_report,
     grid,
@@ -403,6 +404,20 @@ def test_run_cell_reproduces_a_stored_row(base_run, data_dir):
             assert stored[column] == value, column
 
 
+def test_a_cell_refuses_inputs_other_than_those_it_was_planned_on(
+    data_dir, tiny_variants, tiny_splits
+):
+    from robustq.data import subsample_test
+
+    cell = next(c for c in grid(make_spec(data_dir)) if c.scheme == "int8")
+    with pytest.raises(InputError, match="int8 variant changed since the sweep was planned"):
+        evaluate_cell(cell, tiny_variants["int8"] + b"\0", tiny_splits)
+    with pytest.raises(InputError, match="splits changed since the sweep was planned"):
+        evaluate_cell(cell, tiny_variants["int8"], subsample_test(tiny_splits, 100, 0))
+    other = Cell(**{**cell.to_dict(), "variant_sha256": "", "splits_sha256": ""})
+    assert evaluate_cell(other, tiny_variants["int8"], tiny_splits)["members"] == 1
+
+
 def test_resume_skips_finished_cells_and_recomputes_deleted_ones(base_run, data_dir, tmp_path):
     run = copy_run(base_run, tmp_path)
     before = load_results(run)
@@ -710,8 +725,8 @@ def test_cached_clean_predictions_change_nothing(noise_run, data_dir, monkeypatc
             else:
                 assert stored.loc[cell.key, column] == value, column
     # the noisy data is a pure function of the cell: same seed, same bytes
-    sample = cell_data(cells[0], sweep_cells._cell_splits(data_dir / "splits.npz", cells[0])[0])
-    again = cell_data(cells[0], sweep_cells._cell_splits(data_dir / "splits.npz", cells[0])[0])
+    sample = cell_data(cells[0], sweep_cells._cell_splits(data_dir / "splits.npz", cells[0]))
+    again = cell_data(cells[0], sweep_cells._cell_splits(data_dir / "splits.npz", cells[0]))
     assert np.array_equal(sample.x_test, again.x_test)
 
 

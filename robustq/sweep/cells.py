@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -496,9 +496,9 @@ def evaluate_cell(cell: Cell, model_bytes: bytes, splits: Any) -> dict[str, Any]
     from robustq.ensemble import evaluate_ensemble
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    if cell.variant_sha256 and _sha256(model_bytes) != cell.variant_sha256:
+    if cell.variant_sha256 and _digest(model_bytes, _sha256) != cell.variant_sha256:
         raise InputError(f"the {cell.scheme} variant changed since the sweep was planned")
-    if cell.splits_sha256 and splits_fingerprint(splits) != cell.splits_sha256:
+    if cell.splits_sha256 and _digest(splits, splits_fingerprint) != cell.splits_sha256:
         raise InputError("the splits changed since the sweep was planned")
     data = cell_data(cell, splits)
     config = cell.ensemble_config()
@@ -554,27 +554,40 @@ def evaluate_cell(cell: Cell, model_bytes: bytes, splits: Any) -> dict[str, Any]
 
 
 # Per-process caches: a worker reads the splits and each variant once, whatever it runs.
-_SPLITS_CACHE: dict[tuple[str, int, int], tuple[Any, str]] = {}
-_VARIANT_CACHE: dict[tuple[str, str], tuple[bytes, str]] = {}
+_SPLITS_CACHE: dict[tuple[str, int, int], Any] = {}
+_VARIANT_CACHE: dict[tuple[str, str], bytes] = {}
+# Hashes of the inputs this process has checked, by object identity, with the object kept so
+# its id cannot be reused: variant bytes and Splits (read-only arrays) never change, so each
+# is hashed once per process however many cells use it.
+_DIGESTS: dict[int, tuple[Any, str]] = {}
+_DIGESTS_SIZE = 16
 
 
-def _cell_splits(splits: Any, cell: Cell) -> tuple[Any, str | None]:
-    """The cell's test sample of ``splits`` (an object, or a path read once per process).
+def _digest(obj: Any, compute: Callable[[Any], str]) -> str:
+    """``compute(obj)``, remembered for this very object (immutable inputs only)."""
+    known = _DIGESTS.get(id(obj))
+    if known is not None and known[0] is obj:
+        return known[1]
+    if len(_DIGESTS) >= _DIGESTS_SIZE:
+        _DIGESTS.clear()
+    value = compute(obj)
+    _DIGESTS[id(obj)] = (obj, value)
+    return value
 
-    Returns the splits and, for a path, their fingerprint (None for an object).
-    """
+
+def _cell_splits(splits: Any, cell: Cell) -> Any:
+    """The cell's test sample of ``splits`` (an object, or a path read once per process)."""
     from robustq.data import Splits, subsample_test
 
     if not isinstance(splits, str | os.PathLike):
-        return subsample_test(splits, cell.test_limit, cell.test_seed), None
+        return subsample_test(splits, cell.test_limit, cell.test_seed)
     key = (str(Path(splits).resolve()), cell.test_limit, cell.test_seed)
     if key not in _SPLITS_CACHE:
-        loaded = subsample_test(Splits.load(key[0]), cell.test_limit, cell.test_seed)
-        _SPLITS_CACHE[key] = (loaded, splits_fingerprint(loaded))
+        _SPLITS_CACHE[key] = subsample_test(Splits.load(key[0]), cell.test_limit, cell.test_seed)
     return _SPLITS_CACHE[key]
 
 
-def _cached_variant(variants_dir: str | os.PathLike[str], scheme: str) -> tuple[bytes, str]:
+def _cached_variant(variants_dir: str | os.PathLike[str], scheme: str) -> bytes:
     from robustq.convert import read_manifest
 
     folder = str(Path(variants_dir).resolve())
@@ -582,8 +595,7 @@ def _cached_variant(variants_dir: str | os.PathLike[str], scheme: str) -> tuple[
         matches = [v for v in read_manifest(folder) if v.scheme == scheme]
         if not matches:
             raise InputError(f"no {scheme} variant in {folder}")
-        blob = matches[0].read_bytes(folder)
-        _VARIANT_CACHE[(folder, scheme)] = (blob, _sha256(blob))
+        _VARIANT_CACHE[(folder, scheme)] = matches[0].read_bytes(folder)
     return _VARIANT_CACHE[(folder, scheme)]
 
 
@@ -602,10 +614,6 @@ def run_cell(cell: Cell, variants_dir: str | os.PathLike[str], splits: Any) -> d
     samples with a NaN or infinite output), how many tensors
     were targeted and changed, timings and library versions.
     """
-    blob, digest = _cached_variant(variants_dir, cell.scheme)
-    if cell.variant_sha256 and digest != cell.variant_sha256:
-        raise InputError(f"the {cell.scheme} variant changed since the sweep was planned")
-    data, splits_digest = _cell_splits(splits, cell)
-    if splits_digest is not None and cell.splits_sha256 and splits_digest != cell.splits_sha256:
-        raise InputError("the splits file changed since the sweep was planned")
-    return evaluate_cell(cell, blob, data)
+    return evaluate_cell(
+        cell, _cached_variant(variants_dir, cell.scheme), _cell_splits(splits, cell)
+    )
