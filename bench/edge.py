@@ -41,7 +41,13 @@ def main() -> None:
     import pandas as pd
 
     from robustq.data import make_splits, subsample_test
-    from robustq.edge import compat_matrix, evaluate_edge, footprint, parse_configs
+    from robustq.edge import (
+        SUMMARY_COLUMNS,
+        compat_matrix,
+        evaluate_edge,
+        footprint,
+        parse_configs,
+    )
     from robustq.synthetic import synthetic_scene
 
     configs = parse_configs(args.configs)
@@ -76,17 +82,7 @@ def main() -> None:
         print(f"  {scheme}: {time.perf_counter() - start:.1f} s", flush=True)
 
     results = pd.concat(tables, ignore_index=True)
-    columns = [
-        "scheme",
-        "config",
-        "accuracy",
-        "agreement",
-        "flip_rate",
-        "max_abs_diff",
-        "throughput",
-        "latency_median_ms",
-        "latency_p99_ms",
-    ]
+    columns = ["scheme", *SUMMARY_COLUMNS]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print("\nPer variant and configuration (agreement against reference kernels):")
         print(results[columns].to_string(index=False, float_format="%.4g"))

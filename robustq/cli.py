@@ -516,7 +516,14 @@ def edge(
     Saved under ``SWEEP_RUN/edge/<name>``, the tables appear in that run's report.
     """
     from robustq.data import Splits, subsample_test
-    from robustq.edge import check_target, evaluate_edge, footprint, parse_configs, save_edge
+    from robustq.edge import (
+        SUMMARY_COLUMNS,
+        check_target,
+        evaluate_edge,
+        footprint,
+        parse_configs,
+        save_edge,
+    )
 
     if not model.is_file():
         raise InputError(f"model file not found: {model}")
@@ -530,17 +537,8 @@ def edge(
     )
     fp = footprint(blob)
     save_edge(out, result, fp, reports)
-    cols = [
-        "config",
-        "accuracy",
-        "agreement",
-        "flip_rate",
-        "max_abs_diff",
-        "throughput",
-        "latency_median_ms",
-        "latency_p99_ms",
-    ]
-    typer.echo(result.table()[cols].to_string(index=False, float_format="%.4g"))
+    summary = result.table()[list(SUMMARY_COLUMNS)]
+    typer.echo(summary.to_string(index=False, float_format="%.4g"))
     row = fp.row()
     typer.echo(
         f"{fp.n_ops} ops ({row['ops']}); weights {fp.weight_bytes} B; activation estimate "

@@ -58,9 +58,21 @@ __all__ = [
     "compat_matrix",
     "op_signature",
     "save_edge",
+    "SUMMARY_COLUMNS",
 ]
 
 DEFAULT_CONFIGS = "default,builtin:t1,reference"
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "config",
+    "accuracy",
+    "agreement",
+    "flip_rate",
+    "max_abs_diff",
+    "throughput",
+    "latency_median_ms",
+    "latency_p99_ms",
+)
+"""The columns of :meth:`EdgeResult.table` a printed summary shows (CLI and benchmark)."""
 
 
 # --------------------------------------------------------------------------- configurations
