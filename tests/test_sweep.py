@@ -237,6 +237,20 @@ def test_example_spec_is_valid():
     assert spec.faults[1].levels == (1e-6, 1e-5, 1e-4, 1e-3)
     assert spec.seeds == 3 and spec.ensemble[0].copies == 0
     assert spec.variants.parts[-3:] == ("runs", "demo", "variants")
+    assert spec.data_noise == (None,)
+
+
+def test_example_spec_data_noise_block_is_valid_when_uncommented(tmp_path):
+    import re
+
+    text = (Path(__file__).parent.parent / "examples" / "sweep.yaml").read_text()
+    uncommented = re.sub(r"^# (data_noise:|  - )", r"\1", text, flags=re.M)
+    assert uncommented != text
+    (tmp_path / "sweep.yaml").write_text(uncommented)
+    spec = load_spec(tmp_path / "sweep.yaml")
+    assert spec.data_noise[0] is None
+    assert [n.std for n in spec.data_noise[1:]] == [0.5, 1.0]
+    assert {(n.name, n.pa, n.pb) for n in spec.data_noise[1:]} == {("gaussian", 0.1, 1.0)}
 
 
 def test_problems_only_the_model_shows_fail_before_anything_is_written(tmp_path, data_dir):
